@@ -1,0 +1,144 @@
+"""Object detection with Ultralytics YOLO, and where its weights come from.
+
+The detector finds people and the COCO objects the clauses need (cell phone,
+tie, book, cup, bottle; `remote` is kept as weak phone evidence because small
+YOLO models call phones remotes). Exported weights such as the int8 TFLite
+model carry no class names, so names fall back to the COCO order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("postwatch.detect")
+
+COCO_NAMES: tuple[str, ...] = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
+    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
+    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
+    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
+    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush",
+)  # fmt: skip
+
+#: The classes postwatch asks the detector for.
+WANTED = ("person", "cell phone", "remote", "tie", "book", "cup", "bottle", "wine glass")
+
+WEIGHT_SUFFIXES = (".pt", ".onnx", ".tflite", ".engine", ".torchscript", "_openvino_model")
+DEFAULT_DOWNLOAD = "yolov8n.pt"
+
+
+class WeightsError(RuntimeError):
+    """No detector weights could be found or fetched; the message says how to provide them."""
+
+
+def project_models_dirs() -> list[Path]:
+    """`models/` in the working directory and beside the installed packages (the checkout)."""
+    here = Path(__file__).resolve().parents[1] / "models"
+    cwd = Path.cwd() / "models"
+    return [cwd] if cwd == here else [cwd, here]
+
+
+def resolve_weights(explicit: str | None = None) -> str:
+    """Find detector weights in the documented order.
+
+    1. `--weights` or the site file, 2. `$POSTWATCH_WEIGHTS`, 3. a project
+    `models/` folder (git-ignored; CI puts the shared TFLite model there),
+    4. Ultralytics' own download of `yolov8n.pt` on a machine with internet.
+    Only the first three are checked here; the download is tried by `load`.
+    """
+    for origin, value in (
+        ("--weights", explicit),
+        ("POSTWATCH_WEIGHTS", os.environ.get("POSTWATCH_WEIGHTS")),
+    ):
+        if value:
+            if not Path(value).exists() and value != DEFAULT_DOWNLOAD:
+                raise WeightsError(f"Detector weights given by {origin} not found: {value}")
+            return value
+    for folder in project_models_dirs():
+        if folder.is_dir():
+            found = sorted(p for p in folder.iterdir() if p.name.endswith(WEIGHT_SUFFIXES))
+            # Prefer a full-precision PyTorch file when several are present.
+            found.sort(key=lambda p: (p.suffix != ".pt", p.name))
+            if found:
+                return str(found[0])
+    return DEFAULT_DOWNLOAD
+
+
+@dataclass
+class Boxes:
+    """Detections of one image: xyxy pixels, confidence, COCO class name."""
+
+    xyxy: np.ndarray  # (N, 4)
+    confidence: np.ndarray  # (N,)
+    labels: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def of(self, *names: str) -> Boxes:
+        keep = [i for i, n in enumerate(self.labels) if n in names]
+        return Boxes(self.xyxy[keep].reshape(-1, 4), self.confidence[keep], [self.labels[i] for i in keep])
+
+    @classmethod
+    def empty(cls) -> Boxes:
+        return cls(np.zeros((0, 4)), np.zeros(0), [])
+
+
+class Detector:
+    """A YOLO model behind one `detect(image)` call."""
+
+    def __init__(self, weights: str | None = None, imgsz: int = 640, conf: float = 0.25) -> None:
+        self.weights = resolve_weights(weights)
+        self.imgsz = imgsz
+        self.conf = conf
+        self.model = _load(self.weights)
+        names = getattr(self.model, "names", None) or {}
+        # Exports without metadata name their classes "class0".."class999": use COCO then.
+        if not names or str(names.get(0, "")).startswith("class") or len(names) != len(COCO_NAMES):
+            self.names = list(COCO_NAMES)
+        else:
+            self.names = [names[i] for i in range(len(names))]
+        self._wanted_ids = [i for i, n in enumerate(self.names) if n in WANTED]
+
+    def detect(self, image: np.ndarray, imgsz: int | None = None, conf: float | None = None) -> Boxes:
+        result = self.model.predict(
+            image,
+            imgsz=imgsz or self.imgsz,
+            conf=self.conf if conf is None else conf,
+            classes=self._wanted_ids,
+            verbose=False,
+        )[0]
+        boxes = result.boxes
+        if boxes is None or len(boxes) == 0:
+            return Boxes.empty()
+        cls = boxes.cls.cpu().numpy().astype(int)
+        return Boxes(
+            boxes.xyxy.cpu().numpy().astype(float),
+            boxes.conf.cpu().numpy().astype(float),
+            [self.names[c] if c < len(self.names) else f"class{c}" for c in cls],
+        )
+
+
+def _load(weights: str):  # noqa: ANN202 - returns an ultralytics.YOLO
+    try:
+        from ultralytics import YOLO
+    except ImportError as exc:  # pragma: no cover - a broken install
+        raise WeightsError(f"Ultralytics is not installed ({exc}); run `make setup`.") from exc
+    try:
+        return YOLO(weights, task="detect")
+    except Exception as exc:
+        raise WeightsError(
+            f"Could not load detector weights '{weights}' ({type(exc).__name__}: {exc}). "
+            "Provide weights with --weights PATH, the POSTWATCH_WEIGHTS variable, or a file in "
+            "the project's models/ folder (for example yolov8n.pt or yolov8n_int8.tflite)."
+        ) from exc

@@ -1,0 +1,127 @@
+"""Body landmarks with MediaPipe BlazePose, run on one person's crop.
+
+BlazePose expects a single, roughly centred body with some margin: a tight
+detector box often cuts off wrists or feet and the model then finds nothing.
+So each crop is padded and squared (filled with grey outside the frame), and
+one wider retry is made when the first pass misses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# BlazePose landmark indices used across postwatch.
+NOSE, L_EYE, R_EYE, L_EAR, R_EAR, L_MOUTH, R_MOUTH = 0, 2, 5, 7, 8, 9, 10
+L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, L_WRIST, R_WRIST = 11, 12, 13, 14, 15, 16
+L_PINKY, R_PINKY, L_INDEX, R_INDEX, L_THUMB, R_THUMB = 17, 18, 19, 20, 21, 22
+L_HIP, R_HIP, L_KNEE, R_KNEE, L_ANKLE, R_ANKLE = 23, 24, 25, 26, 27, 28
+L_HEEL, R_HEEL, L_FOOT, R_FOOT = 29, 30, 31, 32
+N_LANDMARKS = 33
+
+#: Skeleton edges for drawing (pairs of landmark indices), face left out.
+EDGES: tuple[tuple[int, int], ...] = (
+    (L_SHOULDER, R_SHOULDER), (L_SHOULDER, L_ELBOW), (L_ELBOW, L_WRIST), (R_SHOULDER, R_ELBOW),
+    (R_ELBOW, R_WRIST), (L_SHOULDER, L_HIP), (R_SHOULDER, R_HIP), (L_HIP, R_HIP), (L_HIP, L_KNEE),
+    (L_KNEE, L_ANKLE), (R_HIP, R_KNEE), (R_KNEE, R_ANKLE), (L_ANKLE, L_HEEL), (L_HEEL, L_FOOT),
+    (L_ANKLE, L_FOOT), (R_ANKLE, R_HEEL), (R_HEEL, R_FOOT), (R_ANKLE, R_FOOT), (L_WRIST, L_INDEX),
+    (R_WRIST, R_INDEX),
+)  # fmt: skip
+
+
+@dataclass
+class Pose:
+    keypoints: np.ndarray  # (33, 2) image pixels
+    world: np.ndarray  # (33, 3) metres, hip-centred
+    visibility: np.ndarray  # (33,)
+
+
+def padded_square(box: np.ndarray, pad: float, shape: tuple[int, int]) -> tuple[int, int, int]:
+    """The square (x0, y0, side) around a box grown by `pad` of its height on every side."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    h = max(y2 - y1, 1.0)
+    side = int(round(max(x2 - x1, y2 - y1) + 2 * pad * h))
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    return int(round(cx - side / 2)), int(round(cy - side / 2)), max(side, 8)
+
+
+def grow(box: np.ndarray, margin: float) -> np.ndarray:
+    """The box grown by `margin` of its height on every side."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    m = margin * (y2 - y1)
+    return np.array([x1 - m, y1 - m, x2 + m, y2 + m])
+
+
+def crop_square(
+    image: np.ndarray, x0: int, y0: int, side: int, keep: np.ndarray | None = None, fill: int = 114
+) -> np.ndarray:
+    """Cut a square from the image, filling what lies outside the frame with grey.
+
+    With `keep` (an xyxy box), only that region is copied: neighbours standing
+    beside the person are greyed out so BlazePose cannot pick them instead.
+    """
+    h, w = image.shape[:2]
+    out = np.full((side, side, 3), fill, dtype=image.dtype)
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
+    if keep is not None:
+        kx1, ky1, kx2, ky2 = (int(round(v)) for v in keep)
+        sx0, sy0, sx1, sy1 = max(sx0, kx1), max(sy0, ky1), min(sx1, kx2), min(sy1, ky2)
+    if sx1 > sx0 and sy1 > sy0:
+        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = image[sy0:sy1, sx0:sx1]
+    return out
+
+
+class PoseEstimator:
+    """One MediaPipe Pose graph, reused for every crop (it is not thread-safe)."""
+
+    def __init__(
+        self,
+        min_confidence: float = 0.5,
+        max_side: int = 512,
+        attempts: tuple[tuple[float, float | None], ...] = ((0.15, 0.08), (0.3, None)),
+    ) -> None:
+        import mediapipe as mp
+
+        self._pose = mp.solutions.pose.Pose(
+            static_image_mode=True,
+            model_complexity=1,  # the "full" model the 0.10.21 wheel carries
+            enable_segmentation=False,
+            min_detection_confidence=min_confidence,
+        )
+        self.max_side = max_side
+        self.attempts = attempts
+
+    def close(self) -> None:
+        self._pose.close()
+
+    def estimate(self, image: np.ndarray, box: np.ndarray) -> Pose | None:
+        """Landmarks of the person in `box`, or None when BlazePose finds no body
+        that belongs to this box (a neighbour's body in the margin is rejected)."""
+        for pad, margin in self.attempts:
+            x0, y0, side = padded_square(box, pad, image.shape[:2])
+            keep = None if margin is None else grow(box, margin)
+            crop = crop_square(image, x0, y0, side, keep)
+            if side > self.max_side:
+                crop = cv2.resize(crop, (self.max_side, self.max_side), interpolation=cv2.INTER_AREA)
+            result = self._pose.process(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB))
+            if result.pose_landmarks is None:
+                continue
+            lm = result.pose_landmarks.landmark
+            kp = np.array([[p.x, p.y] for p in lm], dtype=float) * side + np.array([x0, y0], float)
+            vis = np.array([p.visibility for p in lm], dtype=float)
+            world = np.array([[p.x, p.y, p.z] for p in result.pose_world_landmarks.landmark], dtype=float)
+            if _belongs_to_box(kp, vis, box):
+                return Pose(kp, world, vis)
+        return None
+
+
+def _belongs_to_box(kp: np.ndarray, vis: np.ndarray, box: np.ndarray) -> bool:
+    """Most visible torso landmarks must fall inside the (slightly grown) person box."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    mx, my = 0.15 * (x2 - x1), 0.1 * (y2 - y1)
+    torso = [L_SHOULDER, R_SHOULDER, L_HIP, R_HIP]
+    seen = [i for i in torso if vis[i] > 0.3] or torso
+    inside = [(x1 - mx <= kp[i, 0] <= x2 + mx) and (y1 - my <= kp[i, 1] <= y2 + my) for i in seen]
+    return sum(inside) >= max(1, int(np.ceil(0.75 * len(seen))))
