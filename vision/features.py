@@ -71,8 +71,20 @@ class Body:
         return (self.kp[L_SHOULDER] + self.kp[R_SHOULDER]) / 2
 
     @property
+    def hips_seen(self) -> bool:
+        return self.seen(L_HIP, R_HIP, level=0.3)
+
+    @property
     def hip_mid(self) -> np.ndarray:
-        return (self.kp[L_HIP] + self.kp[R_HIP]) / 2
+        """Between the hips; in a close-up without hips, estimated one and a quarter
+        shoulder widths straight down from the shoulders (an average torso)."""
+        if self.hips_seen:
+            return (self.kp[L_HIP] + self.kp[R_HIP]) / 2
+        across = self.kp[L_SHOULDER] - self.kp[R_SHOULDER]
+        down = np.array([-across[1], across[0]], dtype=float)
+        if down[1] < 0:
+            down = -down
+        return self.shoulder_mid + 1.25 * down
 
     @property
     def torso(self) -> float:
@@ -116,7 +128,7 @@ def hand_pose(body: Body, side: str) -> tuple[str, float]:
         if side == "left"
         else (R_SHOULDER, R_ELBOW, R_WRIST, R_HIP, R_EAR, R_INDEX)
     )
-    if not body.seen(sh, el, hip, level=0.3):
+    if not body.seen(sh, el, level=0.3):
         return UNKNOWN, 0.0
     t = body.torso
     kp, world = body.kp, body.world
@@ -140,6 +152,8 @@ def hand_pose(body: Body, side: str) -> tuple[str, float]:
             span = max(abs(float(kp[L_EAR, 0] - kp[R_EAR, 0])), 0.25 * body.shoulder_width)
             off = abs(float(tip[0] - kp[NOSE, 0])) / span
             return ("at_ear", 0.8) if off >= 0.45 else ("at_mouth", 0.7)
+    if not body.seen(hip, level=0.3):
+        return UNKNOWN, 0.0  # below the head, hands are judged against the hips
     if behind > 0.08 and 0.5 < down < 1.4 and abs(out_wrist) < out_shoulder + 0.2:
         return "behind", 0.7 if wrist_seen else 0.6
     if 0.45 < down < 1.15 and out_elbow > out_shoulder + 0.2 and elbow_angle < 125 and out_wrist > 0:
@@ -263,7 +277,7 @@ def posture(body: Body) -> Label:
         )
         drop = float((body.kp[k, 1] - body.kp[h, 1]) / body.torso)  # image: how far the knee hangs below
         knee_deg = angle_at(body.kp[h], body.kp[k], body.kp[a]) if body.vis[a] >= 0.3 else 180.0
-        sit = (thigh_deg > 50) + (drop < 0.45) + (knee_deg < 125)
+        sit = (thigh_deg > 35) + (drop < 0.6) + (knee_deg < 160)
         scores.append(sit)
     s = float(np.mean(scores))
     if s >= 1.5:
@@ -390,6 +404,25 @@ def phone_state(
     return Label("none", 0.6 if not others else 0.7), evidence
 
 
+def phone_from_box(box: np.ndarray, held: list[Detection]) -> tuple[Label, dict[str, object]]:
+    """Without landmarks (a close-up BlazePose cannot fit), a phone box still says something:
+    one at head height inside the person's box is probably at the ear. Low confidence either way."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    phones = [d for d in held if d.label == "cell phone"]
+    inside = [
+        d
+        for d in phones
+        if x1 <= (d.box[0] + d.box[2]) / 2 <= x2 and y1 <= (d.box[1] + d.box[3]) / 2 <= y2
+    ]
+    if not inside:
+        return Label(), {}
+    evidence: dict[str, object] = {"phone_boxes": [[d.label, round(d.confidence, 2), "box", d.source] for d in inside]}
+    head = [d for d in inside if (d.box[1] + d.box[3]) / 2 < y1 + 0.45 * (y2 - y1)]
+    if head:
+        return Label("at_ear", min(0.5, 0.2 + max(d.confidence for d in head))), evidence
+    return Label("in_hand", min(0.4, 0.1 + max(d.confidence for d in inside))), evidence
+
+
 def compute_features(
     kp: np.ndarray | None,
     world: np.ndarray | None,
@@ -402,7 +435,8 @@ def compute_features(
     height_px = float(box[3] - box[1])
     if kp is None or world is None or vis is None:
         tie = worn_tie(None, box, ties)
-        return Features(objects={"tie": tie} if tie else {}), {}
+        phone, evidence = phone_from_box(box, held)
+        return Features(phone=phone, objects={"tie": tie} if tie else {}), evidence
     body = Body(kp, world, vis)
     hands, per_hand = classify_hands(body)
     pitch = head_pitch(body)
