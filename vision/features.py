@@ -205,10 +205,10 @@ def _arms_folded(body: Body) -> bool:
         return False
     kp = body.kp
     bent = (
-        angle_at(kp[L_SHOULDER], kp[L_ELBOW], kp[L_WRIST]) < 95
-        and angle_at(kp[R_SHOULDER], kp[R_ELBOW], kp[R_WRIST]) < 95
+        angle_at(kp[L_SHOULDER], kp[L_ELBOW], kp[L_WRIST]) < 110
+        and angle_at(kp[R_SHOULDER], kp[R_ELBOW], kp[R_WRIST]) < 110
     )
-    crossed = body.dist(L_WRIST, R_ELBOW) < 0.45 and body.dist(R_WRIST, L_ELBOW) < 0.45
+    crossed = body.dist(L_WRIST, R_ELBOW) < 0.4 and body.dist(R_WRIST, L_ELBOW) < 0.4
     axis = _unit(body.hip_mid - body.shoulder_mid)
     chest = all(
         0.15 < np.dot(kp[w] - body.shoulder_mid, axis) / body.torso < 0.85 for w in (L_WRIST, R_WRIST)
