@@ -410,13 +410,13 @@ def phone_from_box(box: np.ndarray, held: list[Detection]) -> tuple[Label, dict[
     x1, y1, x2, y2 = (float(v) for v in box)
     phones = [d for d in held if d.label == "cell phone"]
     inside = [
-        d
-        for d in phones
-        if x1 <= (d.box[0] + d.box[2]) / 2 <= x2 and y1 <= (d.box[1] + d.box[3]) / 2 <= y2
+        d for d in phones if x1 <= (d.box[0] + d.box[2]) / 2 <= x2 and y1 <= (d.box[1] + d.box[3]) / 2 <= y2
     ]
     if not inside:
         return Label(), {}
-    evidence: dict[str, object] = {"phone_boxes": [[d.label, round(d.confidence, 2), "box", d.source] for d in inside]}
+    evidence: dict[str, object] = {
+        "phone_boxes": [[d.label, round(d.confidence, 2), "box", d.source] for d in inside]
+    }
     head = [d for d in inside if (d.box[1] + d.box[3]) / 2 < y1 + 0.45 * (y2 - y1)]
     if head:
         return Label("at_ear", min(0.5, 0.2 + max(d.confidence for d in head))), evidence
