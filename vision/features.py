@@ -396,7 +396,9 @@ def phone_state(
             conf *= 0.5
         return Label("at_ear", conf), evidence
     if phone_conf > 0 and phone_conf >= other_conf * 0.8:
-        if bowed or (hands_together and in_front):
+        # With a phone at the hand, a slight bow already means the eyes are on it (level gaze reads < 0).
+        glancing = pitch.value is not None and pitch.value > 3
+        if glancing or (hands_together and in_front):
             return Label("looking", min(0.95, 0.5 + phone_conf)), evidence
         return Label("in_hand", min(0.9, 0.4 + phone_conf)), evidence
     if bowed and hands_together and in_front and not others:

@@ -1,0 +1,193 @@
+"""The `postwatch` command line: inspect, analyze, clauses.
+
+Every command drives the same vision → rules path (`vision.pipeline`,
+`rules.engine`); none keeps its own copy. Errors a user can cause (a broken
+video, missing weights, a bad parameter) end with one clear sentence and a
+non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+app = typer.Typer(
+    name="postwatch",
+    help="Camera-based conduct monitor for front-desk staff and security guards.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DEMO = "demo"
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("YOLO_VERBOSE", "False")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _models(weights: str | None, fps: float, camera: str):  # noqa: ANN202 - a Pipeline
+    from vision.detect import Detector
+    from vision.pipeline import Pipeline, PipelineOptions
+    from vision.pose import PoseEstimator
+
+    detector = Detector(weights)
+    return Pipeline(detector, PoseEstimator(), PipelineOptions(fps=fps), camera=camera)
+
+
+def _load_overrides(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"Cannot read parameter overrides {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of clause id to parameters.")
+    return data
+
+
+@app.command()
+def inspect(
+    image: Annotated[Path, typer.Argument(help="A photo to look at.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    weights: Annotated[
+        str | None, typer.Option(help="Detector weights (see README for the search order).")
+    ] = None,
+) -> None:
+    """Run detection, pose and features on one image and print what the system believes, person by person."""
+    from vision.sources import open_source
+
+    with open_source(str(image), camera="inspect") as source:
+        frame = next(iter(source))
+    pipeline = _models(weights, fps=1.0, camera="inspect")
+    pipeline.tracker = None  # a still image: number persons left to right
+    obs = pipeline.process(frame)
+    if as_json:
+        payload = obs.to_dict()
+        for p in payload["persons"]:  # landmarks are long; inspect is for people
+            p.pop("keypoints_world", None)
+        typer.echo(json.dumps(payload, ensure_ascii=False, indent=1))
+        return
+    typer.echo(f"{image}: {obs.width}x{obs.height}, {len(obs.persons)} person(s)")
+    for p in obs.persons:
+        f = p.features
+        box = ", ".join(f"{v:.0f}" for v in p.box)
+        typer.echo(
+            f"#{p.track_id} box [{box}] conf {p.confidence:.2f} "
+            f"pose {'yes' if p.keypoints is not None else 'no'}"
+        )
+        for name in ("posture", "hands", "phone", "legs"):
+            lab = getattr(f, name)
+            typer.echo(f"    {name:<15} {lab.value} ({lab.confidence:.2f})")
+        for name in ("trunk_lean_deg", "head_pitch_deg", "body_yaw_deg", "heel_gap", "toe_angle_deg"):
+            m = getattr(f, name)
+            typer.echo(f"    {name:<15} {'unknown' if m.value is None else f'{m.value:.2f}'}")
+        objs = ", ".join(f"{k} {v:.2f}" for k, v in f.objects.items()) or "none"
+        typer.echo(f"    {'objects':<15} {objs}")
+
+
+@app.command()
+def analyze(
+    source: Annotated[
+        str,
+        typer.Argument(help="Video file, image, folder, rtsp:// or http:// URL, webcam index, or 'demo'."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Output folder for alerts.jsonl and friends.")],
+    fps: Annotated[float, typer.Option(help="Analysis rate in frames per second of video.")] = 5.0,
+    role: Annotated[
+        str, typer.Option(help="Role on duty in the frame (without a site the frame is one post).")
+    ] = "front_desk",
+    params: Annotated[
+        Path | None,
+        typer.Option(help="YAML file of clause parameter overrides: {clause_id: {param: value}}."),
+    ] = None,
+    dump: Annotated[bool, typer.Option("--dump", help="Also write observations.jsonl.")] = False,
+    annotate: Annotated[bool, typer.Option("--annotate", help="Also write annotated.mp4.")] = False,
+    camera: Annotated[str, typer.Option(help="Camera id written into observations and alerts.")] = "cam0",
+    weights: Annotated[
+        str | None, typer.Option(help="Detector weights (see README for the search order).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Run the pipeline and the conduct rules over a video or stream; write DIR/alerts.jsonl."""
+    from service.analyze import run_analysis
+
+    out.mkdir(parents=True, exist_ok=True)
+    spec = source
+    if source == DEMO:
+        from vision.demo import make_demo_clip
+
+        spec = str(make_demo_clip(out / "demo.mp4"))
+        typer.echo(f"demo clip: {spec}")
+    summary = run_analysis(
+        spec,
+        out,
+        fps=fps,
+        camera=camera,
+        role=role,
+        overrides=_load_overrides(params),
+        dump=dump,
+        annotate=annotate,
+        weights=weights,
+        progress=progress,
+    )
+    typer.echo(
+        f"{summary['frames']} frames analysed ({summary['seconds']:.1f} s of video), "
+        f"{summary['alerts']} alert(s) → {out / 'alerts.jsonl'}"
+    )
+    for line in summary["lines"]:
+        typer.echo("  " + line)
+
+
+@app.command()
+def clauses(
+    role: Annotated[str | None, typer.Option(help="Only the clauses that apply to this role.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the conduct clauses postwatch checks (id, Chinese text, gloss, defaults)."""
+    from rules.catalogue import format_clauses
+
+    typer.echo(format_clauses(role=role, as_json=as_json))
+
+
+def main() -> None:
+    """Console entry point: turn every expected failure into one line on stderr."""
+    _quiet_libraries()
+    from rules.catalogue import ParamError
+    from vision.detect import WeightsError
+    from vision.sources import SourceError
+
+    try:
+        app(standalone_mode=False)
+    except (UserError, SourceError, WeightsError, ParamError, ValueError, KeyError) as exc:
+        typer.echo(f"postwatch: {exc}", err=True)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("postwatch: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""The `postwatch` command end to end, as a user runs it (a subprocess, real models, real media)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, media_path, weights
+
+
+def postwatch(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_help_lists_the_commands():
+    res = postwatch("--help")
+    assert res.returncode == 0
+    for command in ("inspect", "analyze", "clauses"):
+        assert command in res.stdout
+
+
+def test_clauses_json_has_every_clause_with_chinese_text():
+    res = postwatch("clauses", "--json")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    ids = {c["id"] for c in data}
+    assert {"d5.stance.01", "d1.floor.03", "d1.reception.02"} <= ids
+    assert "叉腰" in json.dumps(data, ensure_ascii=False)
+
+
+def test_clauses_unknown_role_is_one_clear_line():
+    res = postwatch("clauses", "--role", "astronaut")
+    assert res.returncode == 2
+    assert "astronaut" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.model
+def test_inspect_zidane_json():
+    from vision.demo import bundled_image
+
+    res = postwatch("inspect", str(bundled_image("zidane.jpg")), "--json", "--weights", weights())
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert len(data["persons"]) >= 2
+    left = min(data["persons"], key=lambda p: p["box"][0])
+    assert left["features"]["objects"].get("tie", 0) > 0.2
+
+
+@pytest.mark.model
+def test_inspect_prints_a_readable_table():
+    res = postwatch("inspect", str(media_path("C_sicong_op_pic_1.jpg")), "--weights", weights())
+    assert res.returncode == 0, res.stderr
+    assert "clasped_behind" in res.stdout and "posture" in res.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "suffix", "words"),
+    [(b"", ".mp4", "empty"), (b"this is not a video\n" * 50, ".mp4", "not")],
+)
+def test_broken_files_end_with_a_clear_message(tmp_path: Path, content: bytes, suffix: str, words: str):
+    bad = tmp_path / f"broken{suffix}"
+    bad.write_bytes(content)
+    res = postwatch("analyze", str(bad), "--out", str(tmp_path / "out"), "--no-progress")
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert str(bad.name) in res.stderr and words in res.stderr.lower()
+
+
+def test_missing_file_ends_with_a_clear_message(tmp_path: Path):
+    res = postwatch("inspect", str(tmp_path / "nope.jpg"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr and "nope.jpg" in res.stderr
+
+
+def test_missing_weights_say_how_to_provide_them(tmp_path: Path):
+    img = tmp_path / "x.png"
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(img), np.zeros((32, 32, 3), np.uint8))
+    res = postwatch("inspect", str(img), "--weights", str(tmp_path / "missing.pt"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "weights" in res.stderr.lower()
