@@ -1,0 +1,33 @@
+# Two entry points (see README): `make demo` runs the main job on the built-in
+# clip, `make test` runs the suite. Both create .venv and install what they need.
+VENV   ?= .venv
+PYTHON ?= python3
+BIN     = $(VENV)/bin
+SHARED_MODEL ?= ../shared/models/yolov8n_int8.tflite
+
+.PHONY: setup models demo test lint
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+# Detector weights: the project's git-ignored models/ folder is searched before
+# any download; where ../shared holds the int8 TFLite model (CI, development),
+# put it there.
+models:
+	@mkdir -p models
+	@if [ -f "$(SHARED_MODEL)" ] && [ -z "$$(ls models 2>/dev/null)" ]; then \
+		cp "$(SHARED_MODEL)" models/ && echo "models/: using $(SHARED_MODEL)"; fi
+
+setup: $(BIN)/.installed models
+
+demo: setup
+	$(BIN)/postwatch analyze demo --out out/demo --annotate --dump
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
