@@ -8,17 +8,19 @@ what it found. Each alert gets the snapshot of the frame where it was clearest.
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 
 from rules.engine import RuleEngine
 from rules.violation import Violation
 from vision.observation import FrameObservation
 from vision.sources import open_source
+
+SNAPSHOT_MEMORY_S = 12.0  # how far back the clearest frame of a violation can be found
 
 
 def run_analysis(
@@ -52,7 +54,9 @@ def run_analysis(
         annotator = Annotator()
 
     # A violation is known by (clause, track, start): events carry copies of the engine's objects.
-    best_frames: dict[tuple, np.ndarray] = {}  # key -> image of its clearest frame so far
+    best_frames: dict[tuple, bytes] = {}  # key -> JPEG of its clearest frame so far
+    # The clearest frame often comes before the sustain elapses: keep the last seconds as JPEGs.
+    recent: deque[tuple[float, bytes]] = deque(maxlen=int(fps * SNAPSHOT_MEMORY_S) + 1)
     written: set[tuple] = set()
     count = 0
     frames = 0
@@ -65,11 +69,11 @@ def run_analysis(
                 if _key(v) in written:
                     continue
                 written.add(_key(v))
-                image = best_frames.pop(_key(v), None)
-                if image is not None:
+                jpeg = best_frames.pop(_key(v), None)
+                if jpeg is not None:
                     count += 1
                     path = out / "snapshots" / f"{count:04d}_{v.clause}_{v.track_id}.jpg"
-                    cv2.imwrite(str(path), image)
+                    path.write_bytes(jpeg)
                     v.snapshot = str(path.relative_to(out))
                 fh.write(json.dumps(v.to_dict(), ensure_ascii=False) + "\n")
 
@@ -90,9 +94,15 @@ def run_analysis(
             frames += 1
             last_t = frame.t
             events = engine.update(obs)
+            recent.append((obs.t, cv2.imencode(".jpg", frame.image)[1].tobytes()))
             for v in engine.open_violations():
-                if v.snapshot_t is not None and abs(v.snapshot_t - obs.t) < 1e-6:
-                    best_frames[_key(v)] = frame.image
+                if v.snapshot_t is None:
+                    continue
+                kept = next((jpeg for t, jpeg in reversed(recent) if abs(t - v.snapshot_t) < 1e-6), None)
+                if kept is not None:
+                    best_frames[_key(v)] = kept
+                elif _key(v) not in best_frames:  # older than the memory: the opening frame stands in
+                    best_frames[_key(v)] = recent[-1][1]
             closed = [e.violation for e in events if e.kind == "closed"]
             if closed:
                 write_closed(closed)

@@ -89,3 +89,37 @@ def test_missing_weights_say_how_to_provide_them(tmp_path: Path):
     res = postwatch("inspect", str(img), "--weights", str(tmp_path / "missing.pt"))
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "weights" in res.stderr.lower()
+
+
+@pytest.mark.model
+def test_analyze_demo_writes_alerts_snapshots_observations_and_video(tmp_path: Path):
+    import cv2
+
+    out = tmp_path / "demo"
+    res = postwatch(
+        "analyze", "demo", "--out", str(out), "--dump", "--annotate", "--no-progress", "--weights", weights()
+    )
+    assert res.returncode == 0, res.stderr
+    alerts = [json.loads(line) for line in (out / "alerts.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert alerts, res.stdout
+    for alert in alerts:
+        assert {"clause", "camera", "track_id", "start_s", "end_s", "message"} <= alert.keys()
+        assert alert["end_s"] >= alert["start_s"]
+        assert (out / alert["snapshot"]).is_file()
+    # The man with folded arms in bus.jpg holds them the whole clip.
+    assert any(a["clause"] == "d5.stance.01" and "抱胸" in a["message"] for a in alerts)
+    frames = (out / "observations.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(frames) >= 35 and json.loads(frames[0])["persons"]
+    video = cv2.VideoCapture(str(out / "annotated.mp4"))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == len(frames)
+
+
+@pytest.mark.model
+def test_analyze_mpg_whose_container_lies_about_its_frame_count(tmp_path: Path):
+    res = postwatch(
+        "analyze", str(media_path("E_caviar_OneLeaveShop1front.mpg")), "--out", str(tmp_path), "--fps", "1",
+        "--dump", "--no-progress", "--weights", weights(),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    last = json.loads((tmp_path / "observations.jsonl").read_text(encoding="utf-8").splitlines()[-1])
+    assert last["t"] >= 11.0  # decoded to the end (the header claims 3 frames)
