@@ -54,6 +54,7 @@ VISIBLE = 0.5  # landmark visibility above which a landmark position is trusted 
 TRUNK_VISIBLE = 0.4  # shoulders/hips: the level vision.features uses for the trunk
 ASSUMED_BODY_HEIGHT_M = 1.65  # turns metres into body heights until a floor scale exists
 V_MIN_DEG, V_MAX_DEG = 30.0, 90.0  # a "V" between the feet (D11 asks for about 60 degrees)
+# Defaults of d5.sit.01's recline_deg / desk_lean_deg / desk_pitch_deg (rules/clauses.yaml):
 RECLINE_DEG = 25.0  # trunk leaning back further than this while seated is half lying (半躺半坐)
 DESK_LEAN_DEG = 45.0  # trunk leaning forward further than this while seated: down on the desk
 DESK_PITCH_DEG = 45.0  # head bowed further than this while seated: head down on the desk
@@ -556,11 +557,14 @@ def seated_misconduct(
     if lean is not None:
         details["signed_lean_deg"] = round(lean, 1)
         details["forward_from"] = source
-        back = lean < -RECLINE_DEG
-        text = f"{SEATED_TEXT['reclining']}: trunk {-lean:.0f} deg back (limit {RECLINE_DEG:g})"
+        recline = params.get("recline_deg", RECLINE_DEG)
+        back = lean < -recline
+        text = f"{SEATED_TEXT['reclining']}: trunk {-lean:.0f} deg back (limit {recline:g})"
         conf = f.trunk_lean_deg.confidence or 0.6
-        findings.append(Finding("reclining", back, conf, text, _margin_score(conf, -lean, RECLINE_DEG)))
-    elif f.trunk_lean_deg.value is not None and f.trunk_lean_deg.value <= RECLINE_DEG:
+        findings.append(Finding("reclining", back, conf, text, _margin_score(conf, -lean, recline)))
+    elif f.trunk_lean_deg.value is not None and f.trunk_lean_deg.value <= params.get(
+        "recline_deg", RECLINE_DEG
+    ):
         findings.append(Finding("reclining", False, f.trunk_lean_deg.confidence))
     else:
         findings.append(Finding("reclining", None))  # leaning, direction unknown
@@ -579,16 +583,18 @@ def lying_on_desk(person: PersonObservation, history: PersonHistory, params: Map
         return off
     f = person.features
     findings = []
+    desk_lean = params.get("desk_lean_deg", DESK_LEAN_DEG)
+    desk_pitch = params.get("desk_pitch_deg", DESK_PITCH_DEG)
     lean, source = signed_trunk_lean(person)
     details: dict[str, Any] = {"posture": "sitting", "head_pitch_deg": f.head_pitch_deg.value}
     if lean is not None:
         details["signed_lean_deg"] = round(lean, 1)
         details["forward_from"] = source
-        down = lean > DESK_LEAN_DEG
+        down = lean > desk_lean
         conf = f.trunk_lean_deg.confidence or 0.6
         text = f"{SEATED_TEXT['on_desk']}: trunk {lean:.0f} deg forward"
-        findings.append(Finding("on_desk", down, conf, text, _margin_score(conf, lean, DESK_LEAN_DEG)))
-    elif f.trunk_lean_deg.value is not None and f.trunk_lean_deg.value <= DESK_LEAN_DEG:
+        findings.append(Finding("on_desk", down, conf, text, _margin_score(conf, lean, desk_lean)))
+    elif f.trunk_lean_deg.value is not None and f.trunk_lean_deg.value <= desk_lean:
         findings.append(Finding("on_desk", False, f.trunk_lean_deg.confidence))
     else:
         findings.append(Finding("on_desk", None))
@@ -596,9 +602,9 @@ def lying_on_desk(person: PersonObservation, history: PersonHistory, params: Map
     if pitch.value is None:
         findings.append(Finding("head_down", None))
     else:
-        down = pitch.value > DESK_PITCH_DEG
+        down = pitch.value > desk_pitch
         text = f"{SEATED_TEXT['on_desk']}: head bowed {pitch.value:.0f} deg"
-        score = _margin_score(pitch.confidence, pitch.value, DESK_PITCH_DEG) if down else None
+        score = _margin_score(pitch.confidence, pitch.value, desk_pitch) if down else None
         findings.append(Finding("head_down", down, pitch.confidence, text, score))
     check = combine(findings, details)
     if check.state:  # one behaviour, however it was seen
@@ -869,5 +875,5 @@ RULES: dict[str, tuple[GateSpec, ...]] = {
     "guard_phone": (GateSpec(guard_phone),),
     "private_matters": (GateSpec(private_matters),),
     # The catalogue gives d5.walk.01 no sustain_s: a second of running is enough evidence.
-    "running_or_hands_in_pockets": (GateSpec(running_or_hands_in_pockets, default_sustain_s=1.0),),
+    "running_or_hands_in_pockets": (GateSpec(running_or_hands_in_pockets),),
 }

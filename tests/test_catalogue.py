@@ -270,3 +270,16 @@ def test_format_unknown_role() -> None:
 @pytest.mark.parametrize("role", ROLES)
 def test_every_role_has_clauses(role: str) -> None:
     assert CATALOGUE.for_role(role), role
+
+
+def test_seated_and_walking_thresholds_are_site_tunable():
+    from rules.engine import RuleEngine
+
+    engine = RuleEngine(
+        "cam",
+        overrides={"d5.sit.01": {"recline_deg": 30, "desk_lean_deg": 50}, "d5.walk.01": {"sustain_s": 2}},
+    )
+    assert engine.params["d5.sit.01"]["recline_deg"] == 30.0
+    assert engine.gate_params["d5.walk.01"].sustain_s == 2.0
+    with pytest.raises(ParamError, match="recline_deg"):
+        RuleEngine("cam", overrides={"d5.sit.01": {"recline_deg": 200}})
