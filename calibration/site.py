@@ -218,7 +218,8 @@ class Site(Strict):
             cam = next((c for c in self.cameras if c.id == a.camera), None)
             if cam is None:
                 raise ValueError(f"approval for unknown camera {a.camera!r}")
-            cam.zone(a.post)
+            if a.post not in [z.name for z in cam.zones]:
+                raise ValueError(f"approval for camera {a.camera!r} names unknown post {a.post!r}")
         return self
 
     def camera(self, camera_id: str) -> Camera:
@@ -266,6 +267,8 @@ def load_site(path: str | Path) -> Site:
         raise SiteError(f"{path}: {exc}") from exc
     for cam in site.cameras:
         src = Path(cam.source)
+        if cam.source == "demo":  # the built-in demo clip, built by whoever runs the site
+            continue
         if not src.is_absolute() and "://" not in cam.source and not cam.source.isdigit():
             candidate = (path.parent / src).resolve()
             cam.source = str(candidate)

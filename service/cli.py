@@ -18,6 +18,8 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from calibration.cli import calibrate_app
+
 app = typer.Typer(
     name="postwatch",
     help="Camera-based conduct monitor for front-desk staff and security guards.",
@@ -27,6 +29,8 @@ app = typer.Typer(
 )
 
 DEMO = "demo"
+
+app.add_typer(calibrate_app, name="calibrate")
 
 
 class UserError(Exception):
@@ -173,20 +177,21 @@ def main() -> None:
     from vision.sources import SourceError
 
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except (UserError, SourceError, WeightsError, ParamError, ValueError, KeyError) as exc:
-        typer.echo(f"postwatch: {exc}", err=True)
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        typer.echo(f"postwatch: {message}", err=True)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("postwatch: interrupted", err=True)
         sys.exit(130)
-    except Exception as exc:  # click's usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        # Usage errors (click's, bundled inside typer): they know how to print themselves.
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
