@@ -15,8 +15,9 @@ from typing import Any
 
 import cv2
 
-from rules.engine import RuleEngine
+from calibration.site import Site
 from rules.violation import Violation
+from service.session import CameraRules
 from vision.observation import FrameObservation
 from vision.sources import open_source
 
@@ -35,12 +36,18 @@ def run_analysis(
     annotate: bool = False,
     weights: str | None = None,
     progress: bool = False,
+    site: Site | None = None,
+    site_camera: str | None = None,
 ) -> dict[str, Any]:
     from vision.detect import Detector
     from vision.pipeline import Pipeline, PipelineOptions
     from vision.pose import PoseEstimator
 
-    engine = RuleEngine(camera, role=role, overrides=overrides or {})
+    cam = None
+    if site is not None:
+        cam = site.camera(site_camera) if site_camera else site.cameras[0]
+        camera = cam.id
+    engine = CameraRules(camera, role=role, overrides=overrides or {}, site=site, camera=cam)
     out.mkdir(parents=True, exist_ok=True)
     (out / "snapshots").mkdir(exist_ok=True)
     alerts_path = out / "alerts.jsonl"
@@ -130,8 +137,12 @@ def run_analysis(
         obs_file.close()
     if writer is not None:
         writer.release()
+    reports = engine.reports()
+    if reports:
+        (out / "reports.json").write_text(json.dumps(reports, ensure_ascii=False, indent=1), encoding="utf-8")
     lines = [
-        f"{v.clause} track {v.track_id} {v.start_s:.1f}-{(v.end_s or last_t):.1f} s: {v.message}"
+        f"{v.clause} {'track ' + str(v.track_id) if v.track_id is not None else 'zone'} "
+        f"{v.start_s:.1f}-{(v.end_s or last_t):.1f} s: {v.message}"
         for v in engine.violations
     ]
     return {"frames": frames, "seconds": last_t, "alerts": len(engine.violations), "lines": lines}

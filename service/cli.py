@@ -113,6 +113,10 @@ def analyze(
     ],
     out: Annotated[Path, typer.Option("--out", help="Output folder for alerts.jsonl and friends.")],
     fps: Annotated[float, typer.Option(help="Analysis rate in frames per second of video.")] = 5.0,
+    site: Annotated[
+        Path | None,
+        typer.Option(help="Site file (zones, roles, overrides); SOURCE may then be one of its camera ids."),
+    ] = None,
     role: Annotated[
         str, typer.Option(help="Role on duty in the frame (without a site the frame is one post).")
     ] = "front_desk",
@@ -133,6 +137,17 @@ def analyze(
 
     out.mkdir(parents=True, exist_ok=True)
     spec = source
+    loaded = None
+    site_camera = None
+    if site is not None:
+        from calibration.site import load_site
+
+        loaded = load_site(site)
+        if source in [c.id for c in loaded.cameras]:
+            site_camera = source
+            spec = source = loaded.camera(source).source
+        elif camera != "cam0":
+            site_camera = camera
     if source == DEMO:
         from vision.demo import make_demo_clip
 
@@ -149,6 +164,8 @@ def analyze(
         annotate=annotate,
         weights=weights,
         progress=progress,
+        site=loaded,
+        site_camera=site_camera,
     )
     typer.echo(
         f"{summary['frames']} frames analysed ({summary['seconds']:.1f} s of video), "
@@ -172,13 +189,14 @@ def clauses(
 def main() -> None:
     """Console entry point: turn every expected failure into one line on stderr."""
     _quiet_libraries()
+    from calibration.site import SiteError
     from rules.catalogue import ParamError
     from vision.detect import WeightsError
     from vision.sources import SourceError
 
     try:
         code = app(standalone_mode=False)
-    except (UserError, SourceError, WeightsError, ParamError, ValueError, KeyError) as exc:
+    except (UserError, SourceError, WeightsError, ParamError, SiteError, ValueError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         typer.echo(f"postwatch: {message}", err=True)
         sys.exit(2)

@@ -123,3 +123,46 @@ def test_analyze_mpg_whose_container_lies_about_its_frame_count(tmp_path: Path):
     assert res.returncode == 0, res.stderr
     last = json.loads((tmp_path / "observations.jsonl").read_text(encoding="utf-8").splitlines()[-1])
     assert last["t"] >= 11.0  # decoded to the end (the header claims 3 frames)
+
+
+@pytest.mark.model
+def test_analyze_with_the_chair_site_raises_one_post_abandonment(tmp_path: Path):
+    media_path("A_effiscan_person_chair_sit_stand_leave_upright.mp4")
+    site = ROOT / "examples" / "chair_clip.yaml"
+    res = postwatch(
+        "analyze",
+        "chair",
+        "--site",
+        str(site),
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+        "--weights",
+        weights(),
+    )
+    assert res.returncode == 0, res.stderr
+    alerts = [
+        json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    empty = [a for a in alerts if a["clause"] == "d1.reception.02"]
+    assert len(empty) == 1 and empty[0]["track_id"] is None
+    assert 9.3 <= empty[0]["start_s"] <= 10.5
+    assert json.loads((tmp_path / "reports.json").read_text(encoding="utf-8"))["absences"]
+
+
+@pytest.mark.model
+def test_analyze_a_site_camera_whose_source_is_the_demo(tmp_path: Path):
+    res = postwatch(
+        "analyze", "front", "--site", str(ROOT / "examples" / "demo.yaml"), "--out", str(tmp_path),
+        "--no-progress", "--weights", weights(),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "alerts.jsonl").exists()
+
+
+def test_a_broken_site_file_is_one_clear_line(tmp_path: Path):
+    bad = tmp_path / "site.yaml"
+    bowtie = "{name: p, kind: post, polygon: [[0,0],[1,1],[0,1],[1,0]], role: front_desk}"
+    bad.write_text(f"cameras:\n  - id: a\n    source: x.mp4\n    zones:\n      - {bowtie}\n")
+    res = postwatch("analyze", "a", "--site", str(bad), "--out", str(tmp_path / "o"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr and "self-intersecting" in res.stderr

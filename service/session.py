@@ -1,0 +1,112 @@
+"""One camera's rules around the vision pipeline: what `analyze` (and later the service's
+camera workers) run per frame.
+
+Without a site the whole frame is one post of one role, so every person is judged by that
+role's clauses. With a site, a person is judged by the clauses of the role whose post or
+standby zone their feet stand in (customers elsewhere are not judged), and a `ZoneMonitor`
+watches the zones themselves (empty posts, handovers, intruders, standby).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from calibration.site import Camera, Site, Zone
+from rules.engine import RuleEngine, ViolationEvent
+from rules.violation import Violation
+from rules.zones import ZoneMonitor
+from vision.observation import FrameObservation, PersonObservation
+
+IsStaff = Callable[[PersonObservation, Zone], "bool | None"]
+DUTY_ZONES = ("post", "standby")
+
+
+class CameraRules:
+    """Person-level engines (one per role on duty) plus the zone monitor of one camera."""
+
+    def __init__(
+        self,
+        camera_id: str,
+        role: str = "front_desk",
+        overrides: Mapping[str, Mapping[str, Any]] | None = None,
+        site: Site | None = None,
+        camera: Camera | None = None,
+        is_staff: IsStaff | None = None,
+    ) -> None:
+        self.camera_id = camera_id
+        self.site = site
+        self.camera = camera
+        self.zones: ZoneMonitor | None = None
+        duty = [z for z in camera.zones if z.kind in DUTY_ZONES] if camera is not None else []
+        self._duty_by_role: dict[str, list[Zone]] = {}
+        for zone in duty:
+            self._duty_by_role.setdefault(str(zone.role), []).append(zone)
+        if site is not None and camera is not None:
+            extra = overrides or {}
+            self.zones = ZoneMonitor(camera, site, overrides=extra, is_staff=is_staff)
+            roles = list(self._duty_by_role) or [role]
+            self.engines = {
+                r: RuleEngine(camera_id, role=r, overrides=_merge(site.overrides_for(r), extra))
+                for r in roles
+            }
+        else:
+            self.engines = {role: RuleEngine(camera_id, role=role, overrides=overrides or {})}
+
+    def update(self, obs: FrameObservation) -> list[ViolationEvent]:
+        events: list[ViolationEvent] = []
+        for role, engine in self.engines.items():
+            events.extend(engine.update(self._on_duty(obs, role)))
+        if self.zones is not None:
+            events.extend(self.zones.update(obs))
+        return events
+
+    def finish(self, t: float | None = None) -> list[ViolationEvent]:
+        events: list[ViolationEvent] = []
+        for engine in self.engines.values():
+            events.extend(engine.finish(t))
+        if self.zones is not None:
+            events.extend(self.zones.finish(t))
+        return events
+
+    @property
+    def violations(self) -> list[Violation]:
+        found = [v for e in self.engines.values() for v in e.violations]
+        if self.zones is not None:
+            found += self.zones.violations
+        return sorted(found, key=lambda v: (v.start_s, v.clause))
+
+    def open_violations(self) -> list[Violation]:
+        found = [v for e in self.engines.values() for v in e.open_violations()]
+        if self.zones is not None:
+            found += self.zones.open_violations()
+        return found
+
+    def reports(self) -> dict[str, Any]:
+        """What the zones saw besides alerts: handovers, absences (approved or not), notes."""
+        if self.zones is None:
+            return {}
+        z = self.zones
+        return {
+            "handovers": [h.to_dict() for h in z.handovers],
+            "absences": [a.to_dict() for a in z.absences],
+            "notes": list(z.notes),
+        }
+
+    def _on_duty(self, obs: FrameObservation, role: str) -> FrameObservation:
+        """The frame with only the persons a role's clauses judge (all of them without zones)."""
+        zones = self._duty_by_role.get(role)
+        if not zones:
+            return obs
+        out = copy.copy(obs)
+        out.persons = [p for p in obs.persons if any(z.contains(p.foot_point) for z in zones)]
+        return out
+
+
+def _merge(*layers: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    merged: dict[str, dict[str, Any]] = {}
+    for layer in layers:
+        for clause, params in layer.items():
+            merged.setdefault(clause, {}).update(params)
+    return merged
