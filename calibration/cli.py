@@ -233,3 +233,40 @@ def check(
             failed += bool(problems)
     if failed:
         _fail(f"{failed} of {len(loaded.cameras)} camera(s) have problems; see above.")
+
+
+@calibrate_app.command()
+def uniform(
+    images: Annotated[
+        list[Path], typer.Argument(help="Photos of staff in the uniform (largest person in each).")
+    ],
+    role: Annotated[
+        str, typer.Option("--role", help="Role the uniform belongs to (front_desk, cashier, ...).")
+    ],
+    site: Annotated[Path, typer.Option("--site", help="Site file to write roles.<role>.uniform into.")],
+    weights: Annotated[
+        str | None, typer.Option(help="Detector weights (see README for the search order).")
+    ] = None,
+) -> None:
+    """Enrol a role's uniform colours from a few photos and write them into the site file."""
+    from calibration.site import SiteError, load_site
+    from calibration.uniform import enroll_from_files, write_uniform
+    from vision.detect import Detector, WeightsError
+    from vision.pipeline import Pipeline
+    from vision.pose import PoseEstimator
+    from vision.sources import SourceError
+
+    try:
+        load_site(site)
+        pipeline = Pipeline(Detector(weights), PoseEstimator(), camera="calibrate", track=False)
+        enrolled = enroll_from_files(images, pipeline)
+        write_uniform(site, role, enrolled)
+    except (SiteError, SourceError, WeightsError, ValueError) as exc:
+        _fail(str(exc))
+    for p in images:
+        if str(p) not in enrolled.images:
+            typer.echo(f"postwatch: {p}: no person with a visible torso; left out", err=True)
+    typer.echo(
+        f"{site}: roles.{role}.uniform from {len(enrolled.images)} photo(s), "
+        f"{len(enrolled.colours_lab)} colour(s), max_distance {enrolled.max_distance:g}"
+    )

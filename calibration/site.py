@@ -164,7 +164,7 @@ class Uniform(Strict):
 
     colours_lab: list[tuple[float, float, float]] = Field(min_length=1)  # cluster centres, CIE Lab
     weights: list[float] = Field(min_length=1)
-    max_distance: float = Field(25.0, gt=0)  # Lab distance within which a torso matches
+    max_distance: float = Field(12.0, gt=0)  # Lab distance within which a torso pixel matches
     images: list[str] = Field(default_factory=list)  # the photos it was enrolled from
 
 

@@ -23,6 +23,7 @@ from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from rules.appearance import APPEARANCE_RULES
 from rules.catalogue import (
     Catalogue,
     Clause,
@@ -35,6 +36,8 @@ from rules.checks import RULES, Check, GateSpec, PersonHistory
 from rules.temporal import GateBank, GateEvent, TemporalParams
 from rules.violation import Violation
 from vision.observation import FrameObservation
+
+ALL_RULES: dict[str, tuple[GateSpec, ...]] = {**RULES, **APPEARANCE_RULES}
 
 _EPS = 1e-6  # as rules.temporal: float noise tolerated in time comparisons
 
@@ -182,7 +185,7 @@ class RuleEngine:
 
         self._gates: list[_Gate] = []
         for clause in selected:
-            specs = RULES.get(clause.rule)
+            specs = ALL_RULES.get(clause.rule)
             if specs is None:
                 self.skipped[clause.id] = f"no rule implemented yet ({clause.rule})"
                 continue

@@ -100,7 +100,7 @@ def run_analysis(
             obs = pipeline.process(frame)
             frames += 1
             last_t = frame.t
-            events = engine.update(obs)
+            events = engine.update(obs, frame.image)
             recent.append((obs.t, cv2.imencode(".jpg", frame.image)[1].tobytes()))
             for v in engine.open_violations():
                 if v.snapshot_t is None:

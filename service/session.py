@@ -13,7 +13,10 @@ import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 from calibration.site import Camera, Site, Zone
+from calibration.uniform import StaffClassifier
 from rules.engine import RuleEngine, ViolationEvent
 from rules.violation import Violation
 from rules.zones import ZoneMonitor
@@ -43,8 +46,12 @@ class CameraRules:
         self._duty_by_role: dict[str, list[Zone]] = {}
         for zone in duty:
             self._duty_by_role.setdefault(str(zone.role), []).append(zone)
+        self.staff: StaffClassifier | None = None
         if site is not None and camera is not None:
             extra = overrides or {}
+            if is_staff is None and any(r.uniform is not None for r in site.roles.values()):
+                self.staff = StaffClassifier(site)
+                is_staff = self.staff.is_staff
             self.zones = ZoneMonitor(camera, site, overrides=extra, is_staff=is_staff)
             roles = list(self._duty_by_role) or [role]
             self.engines = {
@@ -54,7 +61,10 @@ class CameraRules:
         else:
             self.engines = {role: RuleEngine(camera_id, role=role, overrides=overrides or {})}
 
-    def update(self, obs: FrameObservation) -> list[ViolationEvent]:
+    def update(self, obs: FrameObservation, image: np.ndarray | None = None) -> list[ViolationEvent]:
+        """Judge one frame; `image` lets enrolled uniforms be matched (appearance clauses, staff)."""
+        if self.staff is not None and image is not None:
+            self.staff.update(obs, image)
         events: list[ViolationEvent] = []
         for role, engine in self.engines.items():
             events.extend(engine.update(self._on_duty(obs, role)))
@@ -100,7 +110,21 @@ class CameraRules:
         if not zones:
             return obs
         out = copy.copy(obs)
-        out.persons = [p for p in obs.persons if any(z.contains(p.foot_point) for z in zones)]
+        out.persons = [
+            self._with_role(p, role) for p in obs.persons if any(z.contains(p.foot_point) for z in zones)
+        ]
+        return out
+
+    def _with_role(self, person: PersonObservation, role: str) -> PersonObservation:
+        """The person with the site context the appearance checks read from the evidence."""
+        profile = self.site.roles.get(role) if self.site is not None else None
+        if profile is None:
+            return person
+        extra: dict[str, Any] = {"tie_required": profile.tie_required}
+        if profile.uniform is not None and self.staff is not None:
+            extra["uniform_match"] = self.staff.match_of(person.track_id, role)
+        out = copy.copy(person)
+        out.evidence = {**person.evidence, **extra}
         return out
 
 

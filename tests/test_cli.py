@@ -166,3 +166,48 @@ def test_a_broken_site_file_is_one_clear_line(tmp_path: Path):
     bad.write_text(f"cameras:\n  - id: a\n    source: x.mp4\n    zones:\n      - {bowtie}\n")
     res = postwatch("analyze", "a", "--site", str(bad), "--out", str(tmp_path / "o"))
     assert res.returncode == 2 and "Traceback" not in res.stderr and "self-intersecting" in res.stderr
+
+
+@pytest.mark.model
+def test_enrolled_uniform_flags_the_person_on_post_who_does_not_wear_it(tmp_path: Path):
+    """Enrol the maroon T-shirt of the lookdown clip as the front desk's uniform; the boy in navy
+    who stands at the chair clip's post is then out of uniform (d1.image.01)."""
+    import yaml
+
+    chair = media_path("A_effiscan_person_chair_sit_stand_leave_upright.mp4")
+    site = yaml.safe_load((ROOT / "examples" / "chair_clip.yaml").read_text(encoding="utf-8"))
+    site["cameras"][0]["source"] = str(chair)
+    site["clauses"] = {"d1.image.01": {"sustain_s": 2.0}}
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(site, allow_unicode=True), encoding="utf-8")
+    maroon = media_path("B_sicong_phone_lookdown_vid1.mp4")
+    res = postwatch(
+        "calibrate",
+        "uniform",
+        "--role",
+        "front_desk",
+        "--site",
+        str(path),
+        str(maroon),
+        "--weights",
+        weights(),
+    )
+    assert res.returncode == 0, res.stderr
+    res = postwatch(
+        "analyze",
+        "chair",
+        "--site",
+        str(path),
+        "--out",
+        str(tmp_path / "o"),
+        "--no-progress",
+        "--weights",
+        weights(),
+    )
+    assert res.returncode == 0, res.stderr
+    alerts = [
+        json.loads(line)
+        for line in (tmp_path / "o" / "alerts.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    uniform = [a for a in alerts if a["clause"] == "d1.image.01"]
+    assert len(uniform) == 1 and uniform[0]["details"]["match"] < 0.5, alerts
