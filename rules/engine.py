@@ -33,11 +33,12 @@ from rules.catalogue import (
     validate_overrides,
 )
 from rules.checks import RULES, Check, GateSpec, PersonHistory
+from rules.guard import GUARD_RULES
 from rules.temporal import GateBank, GateEvent, TemporalParams
 from rules.violation import Violation
 from vision.observation import FrameObservation
 
-ALL_RULES: dict[str, tuple[GateSpec, ...]] = {**RULES, **APPEARANCE_RULES}
+ALL_RULES: dict[str, tuple[GateSpec, ...]] = {**RULES, **APPEARANCE_RULES, **GUARD_RULES}
 
 _EPS = 1e-6  # as rules.temporal: float noise tolerated in time comparisons
 

@@ -118,10 +118,10 @@ class CameraRules:
     def _with_role(self, person: PersonObservation, role: str) -> PersonObservation:
         """The person with the site context the appearance checks read from the evidence."""
         profile = self.site.roles.get(role) if self.site is not None else None
-        if profile is None:
-            return person
-        extra: dict[str, Any] = {"tie_required": profile.tie_required}
-        if profile.uniform is not None and self.staff is not None:
+        extra: dict[str, Any] = {"role": role}
+        if profile is not None:
+            extra["tie_required"] = profile.tie_required
+        if profile is not None and profile.uniform is not None and self.staff is not None:
             extra["uniform_match"] = self.staff.match_of(person.track_id, role)
         out = copy.copy(person)
         out.evidence = {**person.evidence, **extra}
