@@ -18,6 +18,7 @@ import numpy as np
 from calibration.site import Camera, Site, Zone
 from calibration.uniform import StaffClassifier
 from rules.engine import RuleEngine, ViolationEvent
+from rules.guard import GestureEvent, SaluteDetector, TrafficGestureDetector
 from rules.violation import Violation
 from rules.zones import ZoneMonitor
 from vision.observation import FrameObservation, PersonObservation
@@ -60,6 +61,10 @@ class CameraRules:
             }
         else:
             self.engines = {role: RuleEngine(camera_id, role=role, overrides=overrides or {})}
+        # Guard gestures are reports, not alerts: salutes with their form score, traffic signals.
+        guard_roles = [r for r in self.engines if r.startswith("guard_")]
+        self.gestures = [SaluteDetector(), TrafficGestureDetector()] if guard_roles else []
+        self.gesture_events: list[GestureEvent] = []
 
     def update(self, obs: FrameObservation, image: np.ndarray | None = None) -> list[ViolationEvent]:
         """Judge one frame; `image` lets enrolled uniforms be matched (appearance clauses, staff)."""
@@ -70,6 +75,8 @@ class CameraRules:
             events.extend(engine.update(self._on_duty(obs, role)))
         if self.zones is not None:
             events.extend(self.zones.update(obs))
+        for detector in self.gestures:
+            self.gesture_events += [e for e in detector.update(obs) if e.kind == "ended"]
         return events
 
     def finish(self, t: float | None = None) -> list[ViolationEvent]:
@@ -78,6 +85,8 @@ class CameraRules:
             events.extend(engine.finish(t))
         if self.zones is not None:
             events.extend(self.zones.finish(t))
+        for detector in self.gestures:
+            self.gesture_events += [e for e in detector.finish() if e.kind == "ended"]
         return events
 
     @property
@@ -94,15 +103,16 @@ class CameraRules:
         return found
 
     def reports(self) -> dict[str, Any]:
-        """What the zones saw besides alerts: handovers, absences (approved or not), notes."""
-        if self.zones is None:
-            return {}
-        z = self.zones
-        return {
-            "handovers": [h.to_dict() for h in z.handovers],
-            "absences": [a.to_dict() for a in z.absences],
-            "notes": list(z.notes),
-        }
+        """What is reported besides alerts: handovers, absences (approved or not), guard gestures."""
+        out: dict[str, Any] = {}
+        if self.zones is not None:
+            z = self.zones
+            out["handovers"] = [h.to_dict() for h in z.handovers]
+            out["absences"] = [a.to_dict() for a in z.absences]
+            out["notes"] = list(z.notes)
+        if self.gestures:
+            out["gestures"] = [_gesture(e) for e in self.gesture_events]
+        return out
 
     def _on_duty(self, obs: FrameObservation, role: str) -> FrameObservation:
         """The frame with only the persons a role's clauses judge (all of them without zones)."""
@@ -126,6 +136,19 @@ class CameraRules:
         out = copy.copy(person)
         out.evidence = {**person.evidence, **extra}
         return out
+
+
+def _gesture(e: GestureEvent) -> dict[str, Any]:
+    return {
+        "clause": e.clause,
+        "label": e.label,
+        "track_id": e.track_id,
+        "start_s": round(e.start_s, 3),
+        "end_s": None if e.end_s is None else round(e.end_s, 3),
+        "score": None if e.score is None else round(e.score, 1),
+        "parts": e.parts,
+        "lowered": e.lowered,
+    }
 
 
 def _merge(*layers: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,41 @@
+"""One camera's rules session (service.session.CameraRules) on recorded observations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from calibration.site import load_site
+from service.session import CameraRules
+from vision.observation import read_jsonl
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_guard_role_reports_salutes_with_form_scores():
+    rules = CameraRules("gate", role="guard_ceremonial")
+    for obs in read_jsonl(str(FIXTURES / "guard_kinetics_saluting.observations.jsonl")):
+        rules.update(obs)
+    rules.finish()
+    salutes = [g for g in rules.reports()["gestures"] if g["label"] == "salute"]
+    assert len(salutes) >= 3
+    assert all(0 <= g["score"] <= 100 for g in salutes)
+    assert any(3.0 <= g["start_s"] <= 3.6 for g in salutes)  # the first labelled salute, 3.2-3.6 s
+
+
+def test_front_desk_role_reports_no_gestures():
+    rules = CameraRules("desk", role="front_desk")
+    for obs in read_jsonl(str(FIXTURES / "guard_kinetics_saluting.observations.jsonl"))[:20]:
+        rules.update(obs)
+    assert "gestures" not in rules.reports()
+
+
+def test_site_session_judges_only_people_on_duty_and_watches_the_post():
+    site = load_site(ROOT / "examples" / "chair_clip.yaml")
+    rules = CameraRules("chair", site=site, camera=site.cameras[0])
+    for obs in read_jsonl(str(FIXTURES / "chair_clip.observations.jsonl")):
+        rules.update(obs)
+    rules.finish()
+    empty = [v for v in rules.violations if v.clause == "d1.reception.02"]
+    assert len(empty) == 1 and empty[0].track_id is None
+    assert rules.reports()["absences"][0]["zone"] == "desk-post"
