@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN     = $(VENV)/bin
 SHARED_MODEL ?= ../shared/models/yolov8n_int8.tflite
 
-.PHONY: setup models demo test lint
+.PHONY: setup models demo test lint accuracy
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,3 +31,7 @@ lint: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
+
+# Regenerates docs/accuracy.md from ../shared/media (about 5 minutes on 2 cores).
+accuracy: setup
+	bash bench/accuracy.sh

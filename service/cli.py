@@ -19,6 +19,7 @@ import typer
 import yaml
 
 from calibration.cli import calibrate_app
+from service.evaluate import evaluate_command
 
 app = typer.Typer(
     name="postwatch",
@@ -31,6 +32,7 @@ app = typer.Typer(
 DEMO = "demo"
 
 app.add_typer(calibrate_app, name="calibrate")
+app.command("evaluate")(evaluate_command)
 
 
 class UserError(Exception):

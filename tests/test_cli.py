@@ -24,7 +24,7 @@ def postwatch(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[s
 def test_help_lists_the_commands():
     res = postwatch("--help")
     assert res.returncode == 0
-    for command in ("inspect", "analyze", "clauses"):
+    for command in ("inspect", "analyze", "clauses", "evaluate", "calibrate"):
         assert command in res.stdout
 
 
