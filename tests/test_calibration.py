@@ -367,7 +367,9 @@ def test_invalid_yaml_names_the_line(tmp_path: Path):
 def test_approval_for_an_unknown_post_is_one_line(tmp_path: Path):
     approval = {"camera": "cam", "post": "nope", "start": "2024-05-01T10:00:00", "end": "2024-05-01T11:00:00"}
     site = write_site(tmp_path / "site.yaml", site_with(approvals=[approval]))
-    assert_one_clear_line(postwatch("calibrate", "check", site), "approval for camera 'cam' names unknown post 'nope'")
+    assert_one_clear_line(
+        postwatch("calibrate", "check", site), "approval for camera 'cam' names unknown post 'nope'"
+    )
 
 
 def test_calibrate_help_lists_its_commands():
