@@ -48,6 +48,18 @@ def test_chair_clip_sitting_then_standing(start: float, end: float, posture: str
     assert share(obs, start, end, lambda p: p.features.posture.value == posture) >= 0.6
 
 
+@pytest.mark.parametrize(("start", "end"), [(1.8, 2.4), (5.2, 6.0), (8.4, 9.4)])
+def test_chair_clip_standing_frames_are_upright(start: float, end: float):
+    """Standing still in front of the chair, the trunk reads well under the 15-degree lean limit
+    (it used to read 12-20 degrees from the metric landmarks' forward tilt)."""
+
+    def upright(person) -> bool:
+        lean = person.features.trunk_lean_deg.value
+        return lean is not None and lean < 13.0
+
+    assert share(run(CHAIR, 5.0), start, end, upright) >= 0.8
+
+
 def test_chair_clip_nobody_at_the_start_or_end():
     obs = run(CHAIR, 5.0)
     assert all(not o.persons for o in obs if o.t < 0.6 or o.t > 10.3)

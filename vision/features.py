@@ -42,6 +42,7 @@ from vision.pose import (
 )
 
 VISIBLE = 0.5  # BlazePose visibility above which a landmark is trusted
+HEAD_HAND_DOWN = 0.25  # a wrist higher than this (torso lengths below the shoulders) can be at the head
 HAND_PRIORITY = (
     "arms_folded",
     "on_hips",
@@ -134,7 +135,9 @@ def hand_pose(body: Body, side: str) -> tuple[str, float]:
     kp, world = body.kp, body.world
     elbow_angle = angle_at(kp[sh], kp[el], kp[wr])
     wrist_seen = body.vis[wr] >= VISIBLE
-    down = float(np.dot(kp[wr] - body.shoulder_mid, _unit(body.hip_mid - body.shoulder_mid)) / t)
+    trunk_down = _unit(body.hip_mid - body.shoulder_mid)
+    down = float(np.dot(kp[wr] - body.shoulder_mid, trunk_down) / t)
+    down_elbow = float(np.dot(kp[el] - body.shoulder_mid, trunk_down) / t)
     axis = _unit(kp[sh] - body.shoulder_mid)
     out_elbow = float(np.dot(kp[el] - body.shoulder_mid, axis) / t)
     out_shoulder = float(np.dot(kp[sh] - body.shoulder_mid, axis) / t)
@@ -145,7 +148,9 @@ def hand_pose(body: Body, side: str) -> tuple[str, float]:
     # Behind the body: world z grows away from the camera.
     behind = float(world[wr, 2] - (world[L_HIP, 2] + world[R_HIP, 2]) / 2)
 
-    if -0.45 < down < 0.4 and body.seen(NOSE, level=0.3):
+    # A hand at the ear or mouth lifts the wrist to the shoulder line (0.15 at most on the
+    # call and drinking clips); one at the upper chest (0.3) holds a phone up to read it.
+    if -0.45 < down < HEAD_HAND_DOWN and body.seen(NOSE, level=0.3):
         head = min(body.dist(tip, ear), body.dist(tip, mouth), body.dist(wr, ear))
         if head < 0.5:
             # Beside the face is the ear; in front of it, the mouth (a cup, food, a cigarette).
@@ -156,7 +161,9 @@ def hand_pose(body: Body, side: str) -> tuple[str, float]:
         return UNKNOWN, 0.0  # below the head, hands are judged against the hips
     if behind > 0.08 and 0.5 < down < 1.4 and abs(out_wrist) < out_shoulder + 0.2:
         return "behind", 0.7 if wrist_seen else 0.6
-    if 0.45 < down < 1.15 and out_elbow > out_shoulder + 0.2 and elbow_angle < 125 and out_wrist > 0:
+    # On the hip the wrist rests below its elbow; one above it is held up (a phone in both hands).
+    elbow_out = out_elbow > out_shoulder + 0.2 and elbow_angle < 125
+    if 0.45 < down < 1.15 and elbow_out and out_wrist > 0 and down > down_elbow:
         return "on_hip", 0.75
     if (down >= 0.95 and elbow_angle >= 155) or (down >= 1.0 and elbow_angle >= 150):
         return "at_sides", 0.7
@@ -169,10 +176,19 @@ def hand_pose(body: Body, side: str) -> tuple[str, float]:
     return "other", 0.5
 
 
-def classify_hands(body: Body) -> tuple[Label, dict[str, str]]:
-    """Combine both hands into the clause vocabulary; keep each hand in the evidence."""
+def classify_hands(body: Body, holding: frozenset[str] = frozenset()) -> tuple[Label, dict[str, str]]:
+    """Combine both hands into the clause vocabulary; keep each hand in the evidence.
+
+    A hand in `holding` grips an object seen at the wrist, so where the geometry
+    says "pocket" or "on_hip" it is holding that object in front (a book read at
+    the waist, a phone held in both hands with the elbows out).
+    """
     left, lc = hand_pose(body, "left")
     right, rc = hand_pose(body, "right")
+    if "left" in holding and left in ("pocket", "on_hip"):
+        left = "front"
+    if "right" in holding and right in ("pocket", "on_hip"):
+        right = "front"
     per = {"left": left, "right": right}
     if left == UNKNOWN and right == UNKNOWN:
         return Label(), per
@@ -219,30 +235,103 @@ def _arms_folded(body: Body) -> bool:
 # --- whole-body geometry --------------------------------------------------------------------
 
 
+#: BlazePose's metric landmarks tilt an upright trunk toward (or away from) the camera by up
+#: to this much: camera pitch plus the model's own bias in close half-body crops (the upright
+#: photos in ../shared/media read 15-31 degrees forward). A forward lean within it cannot be
+#: told from an upright stance unless the legs show the camera's tilt.
+DEPTH_ALLOWANCE_DEG = 20.0
+
+
+def _depth_deg(v: np.ndarray) -> float:
+    """Forward (negative, toward the camera) or backward tilt of an upward world vector, degrees."""
+    return math.degrees(math.atan2(float(v[2]), max(-float(v[1]), 1e-6)))
+
+
 def trunk_lean(body: Body) -> Measure:
-    """Trunk angle from vertical, from the metric landmarks (so a forward bend toward the camera counts)."""
+    """Trunk angle from vertical: the in-image lean combined with a camera-corrected depth lean.
+
+    The sideways part is read off the image, where it is measured directly. The
+    toward-the-camera part only exists in the metric landmarks, and there it is
+    mixed with the camera's tilt and BlazePose's bias (see DEPTH_ALLOWANCE_DEG), so
+    it is corrected twice and the smaller reading kept: by the straight legs of a
+    standing person (they tilt with the camera, not with the trunk), and by the
+    allowance. Taking the larger of the raw 3-D and 2-D angles, as before, put
+    upright people at 16-31 degrees and fired the 15-degree lean rule on them.
+    """
     if not body.seen(L_SHOULDER, R_SHOULDER, L_HIP, R_HIP, level=0.4):
         return Measure()
     w = body.world
-    v = (w[L_SHOULDER] + w[R_SHOULDER]) / 2 - (w[L_HIP] + w[R_HIP]) / 2
-    lean3d = math.degrees(math.acos(float(np.clip(-v[1] / max(np.linalg.norm(v), 1e-6), -1, 1))))
+    trunk = (w[L_SHOULDER] + w[R_SHOULDER]) / 2 - (w[L_HIP] + w[R_HIP]) / 2
+    raw = _depth_deg(trunk)
+    depth = math.copysign(max(abs(raw) - DEPTH_ALLOWANCE_DEG, 0.0), raw)
+    if body.seen(L_KNEE, R_KNEE, L_ANKLE, R_ANKLE, level=VISIBLE) and all(
+        angle_at(body.kp[h], body.kp[k], body.kp[a]) >= 150
+        for h, k, a in ((L_HIP, L_KNEE, L_ANKLE), (R_HIP, R_KNEE, R_ANKLE))
+    ):
+        legs = (w[L_HIP] + w[R_HIP]) / 2 - (w[L_ANKLE] + w[R_ANKLE]) / 2
+        relative = raw - _depth_deg(legs)
+        if abs(relative) < abs(depth):
+            depth = relative
     v2 = body.shoulder_mid - body.hip_mid
-    lean2d = math.degrees(math.atan2(abs(float(v2[0])), max(-float(v2[1]), 1e-6)))
+    side = math.atan2(abs(float(v2[0])), max(-float(v2[1]), 1e-6))
+    lean = math.degrees(math.atan(math.hypot(math.tan(min(side, 1.5)), math.tan(math.radians(depth)))))
     conf = float(min(body.vis[[L_SHOULDER, R_SHOULDER, L_HIP, R_HIP]]))
-    return Measure(max(lean3d, lean2d), conf)
+    return Measure(lean, conf)
+
+
+#: Where the nose tip sits relative to the ear line, in ear-to-ear spans: ahead of it, and
+#: below it at a level gaze (from the level-gaze photos: the drop reads 0.0-0.15 spans).
+NOSE_AHEAD = 0.7
+NOSE_BELOW_LEVEL = 0.1
+
+
+def _image_pitch(body: Body) -> float | None:
+    """Head bow from the image alone: how far the nose has dropped below the ear line.
+
+    Bowing swings the nose (about NOSE_AHEAD spans in front of the ears) down, so
+    the drop relative to the face's size gives the angle at any distance. A face
+    turned sideways shortens the ear span; the nose's offset along the ear line
+    says by how much, and a face turned past 50 degrees is not read at all.
+    """
+    if not body.seen(NOSE, L_EAR, R_EAR, level=0.5):
+        return None
+    kp = body.kp
+    across = kp[L_EAR] - kp[R_EAR]
+    span = float(np.linalg.norm(across))
+    if span < 0.15 * body.shoulder_width or span < 2.0:
+        return None
+    along = across / span
+    # Down the trunk rather than square to the ear line: a face turned and bowed at once
+    # tilts the ear line in the image, and the drop read square to it shrinks.
+    down = _unit(body.hip_mid - body.shoulder_mid)
+    rel = kp[NOSE] - (kp[L_EAR] + kp[R_EAR]) / 2
+    yaw = math.atan2(abs(float(np.dot(rel, along))), NOSE_AHEAD * span)
+    if yaw > math.radians(50):
+        return None
+    drop = float(np.dot(rel, down)) * math.cos(yaw) / span
+    return math.degrees(math.asin(float(np.clip((drop - NOSE_BELOW_LEVEL) / NOSE_AHEAD, -1.0, 1.0))))
 
 
 def head_pitch(body: Body) -> Measure:
-    """How far the head is bowed: the nose's drop below the ear line, relative to the ears' forward axis."""
-    if not body.seen(NOSE, level=0.5) or not body.seen(L_EAR, R_EAR, level=0.2):
+    """How far the head is bowed: the mean of the metric-landmark and the image estimates.
+
+    The metric one (the nose's drop below the ear line against the ears' forward
+    axis) reads a bowed head as level on some photos (3 degrees for the boy bent
+    over his phone); the image one (see `_image_pitch`) is the direct reading of
+    the same landmarks. Each alone when the other cannot be made.
+    """
+    world: float | None = None
+    if body.seen(NOSE, level=0.5) and body.seen(L_EAR, R_EAR, level=0.2):
+        w = body.world
+        d = w[NOSE] - (w[L_EAR] + w[R_EAR]) / 2
+        horiz = math.hypot(float(d[0]), float(d[2]))
+        # A level gaze already puts the nose ~15 degrees below the ear line.
+        world = math.degrees(math.atan2(float(d[1]), max(horiz, 1e-6))) - 15.0
+    image = _image_pitch(body)
+    if world is None and image is None:
         return Measure()
-    w = body.world
-    ears = (w[L_EAR] + w[R_EAR]) / 2
-    d = w[NOSE] - ears
-    horiz = math.hypot(float(d[0]), float(d[2]))
-    # A level gaze already puts the nose ~15 degrees below the ear line.
-    pitch = math.degrees(math.atan2(float(d[1]), max(horiz, 1e-6))) - 15.0
-    return Measure(pitch, float(min(body.vis[NOSE], max(body.vis[L_EAR], body.vis[R_EAR]))))
+    values = [v for v in (world, image) if v is not None]
+    return Measure(float(np.mean(values)), float(min(body.vis[NOSE], max(body.vis[L_EAR], body.vis[R_EAR]))))
 
 
 def body_yaw(body: Body) -> Measure:
@@ -339,14 +428,19 @@ def worn_tie(body: Body | None, box: np.ndarray, ties: list[Detection]) -> float
     return best
 
 
-def near_hands(body: Body, dets: list[Detection], reach: float = 0.5) -> list[tuple[Detection, str, float]]:
-    """Objects within `reach` torso lengths of a wrist or fingertip: (detection, hand side, distance)."""
+def near_hands(
+    body: Body, dets: list[Detection], reach: float = 0.5, sides: tuple[str, ...] = ("left", "right")
+) -> list[tuple[Detection, str, float]]:
+    """Objects within `reach` torso lengths of a wrist or fingertip of one of `sides`:
+    (detection, hand side, distance)."""
     out = []
     for d in dets:
         c = np.array([(d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2])
         half = max(d.box[2] - d.box[0], d.box[3] - d.box[1]) / 2 / body.torso
         best: tuple[str, float] | None = None
         for side, pts in (("left", (L_WRIST, L_INDEX)), ("right", (R_WRIST, R_INDEX))):
+            if side not in sides:
+                continue
             dist = min(body.dist(p, c) for p in pts) - half
             if best is None or dist < best[1]:
                 best = (side, dist)
@@ -355,22 +449,126 @@ def near_hands(body: Body, dets: list[Detection], reach: float = 0.5) -> list[tu
     return out
 
 
+PHONE_LABELS = ("cell phone", "remote")
+OTHER_LABELS = ("book", "cup", "bottle", "wine glass")
+#: A phone box's long side, in body scales (see `held_objects`): 0.2-0.64 on every phone in the
+#: photos and clips, fingers included; the open paperback read at the waist is 0.95.
+PHONE_MAX_SIDE = 0.75
+GRIP_REACH = 0.15  # an object box this close to a wrist or fingertip (torso lengths) is gripped by it
+GLANCE_DEG = 3.0  # with a phone in hand, a bow past this means the eyes are on it (level gaze reads < 3)
+#: With no phone box (a phone hidden in the hand or too small to detect), a hand raised in front
+#: of the chest and a head bowed past this is read as looking at a phone, at low confidence.
+RAISED_BOW_DEG = 7.0
+
+
+Held = tuple[Detection, str, float]
+
+
+def held_objects(
+    body: Body, per_hand: dict[str, str], held: list[Detection]
+) -> tuple[list[Held], list[Held], list[Held]]:
+    """What the hands hold: (phones, other objects, phone boxes re-read as books).
+
+    Two corrections to the detector's labels. A hand behind the back holds
+    nothing the camera sees, so boxes are matched to the hands in front only
+    (else a book on the table beside a man with his hands behind him is "held").
+    And a "phone" box too large for a phone at a hand below the face is a book or
+    a sheet of paper: the detector calls an open paperback a cell phone (and its
+    halves a remote and a cup), so the smaller boxes inside it go with it.
+    """
+    scale = max(body.shoulder_width, 0.6 * body.torso)  # a side view narrows the shoulders
+    sides = tuple(s for s in ("left", "right") if per_hand.get(s) != "behind")
+    found = near_hands(body, [d for d in held if d.label in PHONE_LABELS + OTHER_LABELS], sides=sides)
+    reread: list[Held] = []
+    kept: list[Held] = []
+    for d, side, dist in found:
+        long_side = max(d.box[2] - d.box[0], d.box[3] - d.box[1]) / scale
+        if d.label in PHONE_LABELS and per_hand.get(side) != "at_ear" and long_side > PHONE_MAX_SIDE:
+            reread.append((d, side, dist))
+            d = Detection("book", d.confidence, d.box, d.source)
+        kept.append((d, side, dist))
+    books = [d.box for d, _, _ in kept if d.label == "book"]
+    kept = [
+        (d, s, dist) for d, s, dist in kept if d.label == "book" or not any(_inside(d.box, b) for b in books)
+    ]
+    phones = [h for h in kept if h[0].label in PHONE_LABELS]
+    others = [h for h in kept if h[0].label in OTHER_LABELS]
+    return phones, others, reread
+
+
+def _inside(box: np.ndarray, outer: np.ndarray) -> bool:
+    """The box's centre lies in `outer`, and the box is the smaller of the two."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    outer_area = (outer[2] - outer[0]) * (outer[3] - outer[1])
+    return bool(outer[0] <= cx <= outer[2] and outer[1] <= cy <= outer[3] and area < outer_area)
+
+
+def gripping(body: Body, objects: list[Detection], per_hand: dict[str, str]) -> frozenset[str]:
+    """The hands (in front of the body) whose wrist or fingertip is on one of the object boxes."""
+    out = set()
+    for side, pts in (("left", (L_WRIST, L_INDEX)), ("right", (R_WRIST, R_INDEX))):
+        if per_hand.get(side) in (UNKNOWN, "behind"):
+            continue
+        for d in objects:
+            x1, y1, x2, y2 = (float(v) for v in d.box)
+            for i in pts:
+                if body.vis[i] < 0.3:
+                    continue
+                gap = np.hypot(
+                    max(x1 - body.kp[i, 0], 0.0, body.kp[i, 0] - x2),
+                    max(y1 - body.kp[i, 1], 0.0, body.kp[i, 1] - y2),
+                )
+                if gap / body.torso < GRIP_REACH:
+                    out.add(side)
+    return frozenset(out)
+
+
+def raised_hand(body: Body, side: str) -> bool:
+    """A hand held up in front of the chest with the forearm raised: how a phone is held to read it.
+
+    Wrist between the chin and the belly and above its elbow, elbow bent tight,
+    wrist no further out than the shoulder (the readers in the photos and clips:
+    elbow 18-69 degrees). A hand to the ear or mouth is higher; a hand in a
+    pocket, on the hip or folded under the other arm hangs at or below its elbow.
+    """
+    sh, el, wr = (L_SHOULDER, L_ELBOW, L_WRIST) if side == "left" else (R_SHOULDER, R_ELBOW, R_WRIST)
+    if not body.seen(sh, el, wr, level=VISIBLE):
+        return False
+    kp, t = body.kp, body.torso
+    axis = _unit(body.hip_mid - body.shoulder_mid)
+    down_wrist = float(np.dot(kp[wr] - body.shoulder_mid, axis) / t)
+    down_elbow = float(np.dot(kp[el] - body.shoulder_mid, axis) / t)
+    out = _unit(kp[sh] - body.shoulder_mid)
+    out_wrist = float(np.dot(kp[wr] - body.shoulder_mid, out) / t)
+    out_shoulder = float(np.dot(kp[sh] - body.shoulder_mid, out) / t)
+    return bool(
+        HEAD_HAND_DOWN - 0.1 < down_wrist < 0.8
+        and down_wrist < down_elbow
+        and angle_at(kp[sh], kp[el], kp[wr]) < 75
+        and out_wrist < out_shoulder + 0.1
+    )
+
+
 def phone_state(
     body: Body, per_hand: dict[str, str], pitch: Measure, held: list[Detection]
 ) -> tuple[Label, dict[str, object]]:
     """Fuse phone evidence: a phone box at a hand, where that hand is, and where the head points.
 
-    A phone box near a hand at the ear is a call; near a hand in front of the
-    chest with the head bowed (or both hands together) is looking at it; a
-    phone at a hand otherwise is in hand. A hand held at the ear with no phone
-    box seen (the hand hides it) is weaker evidence of a call. `remote` boxes
-    count as weak phone evidence; a book or cup at the hand argues against.
+    A phone box near a hand at the ear is a call; at a hand with the head bowed
+    (or, when the face cannot be read, both hands together in front) it is
+    looked at; a phone at a hand otherwise is in hand. A hand held at the ear
+    with no phone box seen (the hand hides it) is weaker evidence of a call, and
+    so is a hand raised in front of the chest under a bowed head (the phone of a
+    small or distant person is rarely detected at all). `remote` boxes count as
+    weak phone evidence; a book or cup at the hand argues against.
     """
-    phones = [(d, s, dist) for d, s, dist in near_hands(body, held) if d.label in ("cell phone", "remote")]
-    others = [
-        (d, s, dist)
-        for d, s, dist in near_hands(body, held)
-        if d.label in ("book", "cup", "bottle", "wine glass")
+    phones, others, reread = held_objects(body, per_hand, held)
+    raised = [s for s in ("left", "right") if raised_hand(body, s)]
+    # A "remote" is only phone evidence where a phone would be: raised to read or at the ear
+    # (not a Wii remote hanging at the side, nor a small thing in hands clasped at the waist).
+    phones = [
+        h for h in phones if h[0].label == "cell phone" or h[1] in raised or per_hand.get(h[1]) == "at_ear"
     ]
     evidence: dict[str, object] = {
         "phone_boxes": [[d.label, round(d.confidence, 2), side, d.source] for d, side, _ in phones],
@@ -378,6 +576,8 @@ def phone_state(
         "hands": per_hand,
         "head_pitch": None if pitch.value is None else round(pitch.value, 1),
     }
+    if reread:
+        evidence["too_large_for_a_phone"] = [[d.label, round(d.confidence, 2), side] for d, side, _ in reread]
     if all(v == UNKNOWN for v in per_hand.values()):
         return Label(), evidence
     phone_conf = max(
@@ -385,7 +585,6 @@ def phone_state(
     )
     other_conf = max((d.confidence for d, _, _ in others), default=0.0)
     at_ear_sides = [s for s, v in per_hand.items() if v == "at_ear"]
-    bowed = pitch.value is not None and pitch.value > 20
     hands_together = body.seen(L_WRIST, R_WRIST, level=0.3) and body.dist(L_WRIST, R_WRIST) < 0.5
     in_front = [s for s, v in per_hand.items() if v in ("front", "pocket", "other")]
     phone_sides = {s for _, s, _ in phones}
@@ -396,13 +595,17 @@ def phone_state(
             conf *= 0.5
         return Label("at_ear", conf), evidence
     if phone_conf > 0 and phone_conf >= other_conf * 0.8:
-        # With a phone at the hand, a slight bow already means the eyes are on it (level gaze reads < 0).
-        glancing = pitch.value is not None and pitch.value > 3
-        if glancing or (hands_together and in_front):
+        if pitch.value is not None:
+            looking = pitch.value > GLANCE_DEG
+        else:  # the face is not seen (from behind): the hands say it
+            looking = bool(hands_together and in_front)
+        if looking:
             return Label("looking", min(0.95, 0.5 + phone_conf)), evidence
         return Label("in_hand", min(0.9, 0.4 + phone_conf)), evidence
-    if bowed and hands_together and in_front and not others:
-        return Label("looking", 0.4), evidence
+    if not others and pitch.value is not None:
+        if raised and pitch.value > RAISED_BOW_DEG:
+            evidence["raised_hand"] = raised
+            return Label("looking", 0.4), evidence
     return Label("none", 0.6 if not others else 0.7), evidence
 
 
@@ -440,17 +643,19 @@ def compute_features(
         phone, evidence = phone_from_box(box, held)
         return Features(phone=phone, objects={"tie": tie} if tie else {}), evidence
     body = Body(kp, world, vis)
-    hands, per_hand = classify_hands(body)
+    first = {side: hand_pose(body, side)[0] for side in ("left", "right")}
+    phones, others, _ = held_objects(body, first, held)
+    holding = gripping(body, [d for d, _, _ in phones + others], first)
+    hands, per_hand = classify_hands(body, holding)
     pitch = head_pitch(body)
     phone, evidence = phone_state(body, per_hand, pitch, held)
     objects: dict[str, float] = {}
     tie = worn_tie(body, box, ties)
     if tie:
         objects["tie"] = tie
-    for d, _, _ in near_hands(body, held):
+    for d, _, _ in held_objects(body, per_hand, held)[1]:
         name = "cup" if d.label == "wine glass" else d.label
-        if name in ("book", "cup", "bottle"):
-            objects[name] = max(objects.get(name, 0.0), d.confidence)
+        objects[name] = max(objects.get(name, 0.0), d.confidence)
     heel_gap, toe = feet(body, height_px)
     return (
         Features(
