@@ -41,6 +41,7 @@ from vision.pose import (
     R_WRIST,
 )
 
+SALUTE_ELBOW_DOWN = 0.33  # hand at the head, elbow less than this below the shoulders: a salute
 VISIBLE = 0.5  # BlazePose visibility above which a landmark is trusted
 HEAD_HAND_DOWN = 0.25  # a wrist higher than this (torso lengths below the shoulders) can be at the head
 HAND_PRIORITY = (
@@ -152,6 +153,11 @@ def hand_pose(body: Body, side: str) -> tuple[str, float]:
     # call and drinking clips); one at the upper chest (0.3) holds a phone up to read it.
     if -0.45 < down < HEAD_HAND_DOWN and body.seen(NOSE, level=0.3):
         head = min(body.dist(tip, ear), body.dist(tip, mouth), body.dist(wr, ear))
+        if head < 0.5 and down_elbow < SALUTE_ELBOW_DOWN:
+            # The upper arm raised to shoulder height brings the hand to the brow: a salute,
+            # not a call (a phone at the ear hangs the elbow: 0.45+ on the call clips, under
+            # 0.3 for most salute frames of the Kinetics clip).
+            return "other", 0.6
         if head < 0.5:
             # Beside the face is the ear; in front of it, the mouth (a cup, food, a cigarette).
             span = max(abs(float(kp[L_EAR, 0] - kp[R_EAR, 0])), 0.25 * body.shoulder_width)
