@@ -191,9 +191,40 @@ class Approval(Strict):
         return self
 
 
+class Privacy(Strict):
+    blur_faces: bool = True  # in clips, everyone's face but the person concerned
+
+
+class Clips(Strict):
+    before_s: float = Field(4.0, ge=0, le=60)
+    after_s: float = Field(6.0, ge=0, le=60)
+    retention_days: float | None = Field(None, gt=0)  # clip files older than this are deleted
+    font: str | None = None  # a TTF/OTF with Chinese glyphs to quote the clause in clips
+
+
+class Webhook(Strict):
+    url: str
+    secret_env: str  # the environment variable holding the HMAC secret (never the secret itself)
+    kinds: list[str] | None = None  # e.g. [alert.opened, alert.closed]; all when omitted
+
+
+class Mqtt(Strict):
+    url: str  # mqtt://host:1883
+    prefix: str = "postwatch"
+
+
+class Delivery(Strict):
+    public_url: str = ""  # how clip and snapshot links in events should start
+    webhooks: list[Webhook] = Field(default_factory=list)
+    mqtt: Mqtt | None = None
+
+
 class Site(Strict):
     name: str = "site"
     cameras: list[Camera] = Field(min_length=1)
+    privacy: Privacy = Field(default_factory=Privacy)
+    clips: Clips = Field(default_factory=Clips)
+    delivery: Delivery = Field(default_factory=Delivery)
     roles: dict[str, Role] = Field(default_factory=dict)
     approvals: list[Approval] = Field(default_factory=list)
     clauses: dict[str, dict[str, Any]] = Field(default_factory=dict)  # site-wide overrides

@@ -188,6 +188,61 @@ def clauses(
     typer.echo(format_clauses(role=role, as_json=as_json))
 
 
+@app.command()
+def serve(
+    site: Annotated[Path, typer.Option("--site", help="Site file: cameras, zones, roles, delivery.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            help="Database URL or SQLite path (default: $POSTWATCH_DB, else SITE.db beside the site)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Where clips and snapshots go (default: SITE-media/).")
+    ] = None,
+    loop: Annotated[bool, typer.Option("--loop", help="Replay video files forever (demos, tests).")] = False,
+    weights: Annotated[
+        str | None, typer.Option(help="Detector weights (see README for the search order).")
+    ] = None,
+) -> None:
+    """Run the alert service: the HTTP API (OpenAPI at /docs) and one worker per camera of the site."""
+    from service.serve import run, site_options
+
+    options = site_options(site)
+    run(site, host=host, port=port, db=db, loop_files=loop, weights=weights, out_dir=out, **options)
+
+
+keys_app = typer.Typer(help="API keys: each has a role (admin, manager, trainer, security) and site scope.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="admin, manager, trainer or security.")],
+    site: Annotated[
+        list[str], typer.Option(help="Site name the key may see (repeat for several; * for all).")
+    ],
+    camera: Annotated[
+        list[str] | None, typer.Option(help="Narrow the key to these cameras (repeatable).")
+    ] = None,
+    db: Annotated[
+        str | None, typer.Option(help="Database URL or SQLite path: the same one `serve` uses.")
+    ] = None,
+    site_file: Annotated[
+        Path | None, typer.Option(help="Use the database `serve --site SITE_FILE` uses by default.")
+    ] = None,
+    name: Annotated[str, typer.Option(help="A note on whose key this is.")] = "",
+) -> None:
+    """Create an API key and print it once (only its hash is stored)."""
+    from service.serve import create_key_command, default_db
+
+    if db is None and site_file is not None:
+        db = default_db(site_file)
+    typer.echo(create_key_command(db, role, site, camera or None, name=name))
+
+
 def main() -> None:
     """Console entry point: turn every expected failure into one line on stderr."""
     _quiet_libraries()

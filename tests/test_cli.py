@@ -24,7 +24,7 @@ def postwatch(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[s
 def test_help_lists_the_commands():
     res = postwatch("--help")
     assert res.returncode == 0
-    for command in ("inspect", "analyze", "clauses", "evaluate", "calibrate"):
+    for command in ("inspect", "analyze", "clauses", "evaluate", "calibrate", "serve", "keys"):
         assert command in res.stdout
 
 
@@ -211,3 +211,20 @@ def test_enrolled_uniform_flags_the_person_on_post_who_does_not_wear_it(tmp_path
     ]
     uniform = [a for a in alerts if a["clause"] == "d1.image.01"]
     assert len(uniform) == 1 and uniform[0]["details"]["match"] < 0.5, alerts
+
+
+def test_keys_create_prints_a_key_once_and_stores_only_its_hash(tmp_path: Path):
+    import sqlite3
+
+    db = tmp_path / "k.db"
+    res = postwatch("keys", "create", "--role", "trainer", "--site", "chair-demo", "--db", str(db))
+    assert res.returncode == 0, res.stderr
+    key = res.stdout.strip()
+    assert key.startswith("pw_")
+    dump = "\n".join(sqlite3.connect(db).iterdump())
+    assert key.split("_")[-1] not in dump
+
+
+def test_keys_create_rejects_an_unknown_role(tmp_path: Path):
+    res = postwatch("keys", "create", "--role", "boss", "--site", "x", "--db", str(tmp_path / "k.db"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr and "boss" in res.stderr

@@ -1,0 +1,525 @@
+"""`postwatch serve` end to end: cameras in, alerts out through SSE, webhooks, MQTT and the API.
+
+* The end-to-end test runs the real detector and pose model on the chair clip of
+  ../shared/media, looped as a stream and read as fast as inference allows (files are
+  paced at real time only with `realtime=True`, the default of `serve`): the post is
+  left at ~9.9 s and with `empty_s: 0.5` the abandonment alert (d1.reception.02) opens at
+  ~10.4 s of stream time. It must arrive by SSE, by a signed webhook and on MQTT, and its
+  clip (2 s before + 2 s after) must download through the API and decode as H.264.
+* The other tests replay the pipeline's recorded observations of the same clip
+  (tests/fixtures/chair_clip.observations.jsonl, matched by frame index) instead of running
+  the models: frames still come from the real file and go through the real rules, store,
+  clips and API, at a fraction of the cost. The restart test kills a real `serve` process
+  (SIGKILL) mid-alert, mid-clip, and starts again on the same database.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import yaml
+from conftest import media_path, weights
+from fastapi.testclient import TestClient
+from test_delivery import MqttCollector, SSEReader, WebhookReceiver, clear_retained, mqtt_available
+
+from calibration.site import Camera, Site
+from rules.engine import ViolationEvent
+from rules.violation import Violation
+from service.clips import PART
+from service.delivery import WebhookTarget
+from service.keys import authenticate
+from service.serve import BackgroundServer, build_service, create_key_command
+from service.store import AlertFilter, AlertStore
+from service.testing import BACKENDS, DatabaseUnavailable, scratch_database
+from service.workers import RulesRecorder, WorkerOptions, default_opener
+from vision.observation import FrameObservation, read_jsonl
+from vision.sources import Frame, FrameSource, SourceInfo
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+FIXTURE = TESTS / "fixtures" / "chair_clip.observations.jsonl"
+CHAIR = "A_effiscan_person_chair_sit_stand_leave_upright.mp4"
+ABANDONED = "d1.reception.02"
+
+
+# -- stand-ins for the models and for broken cameras ---------------------------------------------
+
+
+class ReplayAnalysers:
+    """The models' recorded output for the chair clip, per source frame index (tracker state and
+    all); a drop-in `AnalyserFactory` for `build_service(analysers=...)`."""
+
+    def __init__(self, path: Path = FIXTURE) -> None:
+        self.by_index = {o.index: o for o in read_jsonl(str(path))}
+        self.indices = np.array(sorted(self.by_index))
+
+    def __call__(self, camera: Camera) -> Any:
+        def analyse(frame: Frame) -> FrameObservation:
+            nearest = int(self.indices[np.abs(self.indices - frame.index).argmin()])
+            obs = copy.deepcopy(self.by_index[nearest])
+            obs.camera, obs.t, obs.index = frame.camera, frame.t, frame.index
+            return obs
+
+        return analyse
+
+
+class StallingSource(FrameSource):
+    """A real source whose stream stalls after its last frame (until closed), like a camera that
+    stops sending: alerts open at the end stay open."""
+
+    kind = "stream"
+
+    def __init__(self, inner: FrameSource) -> None:
+        super().__init__(inner.spec, inner.camera, inner.fps)
+        self.inner = inner
+        self._info = inner.info
+
+    def _frames(self) -> Iterator[Frame]:
+        yield from self.inner
+        self._stop.wait()
+
+    def _release(self) -> None:
+        self.inner.close()
+
+
+def stalling_opener(camera: Camera) -> FrameSource:
+    return StallingSource(default_opener()(camera))
+
+
+class HungSource(FrameSource):
+    """Delivers one frame, then hangs in a read that ignores close() (a stuck driver)."""
+
+    kind = "stream"
+    release = threading.Event()  # set at the end of the test so the thread can exit
+
+    def __init__(self, camera: str) -> None:
+        super().__init__("rtsp://hung.invalid/live", camera, 5.0)
+        self._info = SourceInfo("stream", self.spec, 480, 848, None, None, None)
+
+    def _frames(self) -> Iterator[Frame]:
+        yield Frame(self.camera, 0.0, 0, np.zeros((848, 480, 3), np.uint8))
+        self.release.wait()
+
+
+def write_site(folder: Path, name: str, cameras: dict[str, str]) -> Path:
+    """A site file like examples/chair_clip.yaml with the given camera sources (id -> source)."""
+    post = {
+        "name": "desk-post",
+        "kind": "post",
+        "role": "front_desk",
+        "min_staff": 1,
+        "polygon": [[100, 560], [380, 560], [400, 848], [80, 848]],
+    }
+    data = {
+        "name": name,
+        "cameras": [{"id": cid, "source": src, "fps": 5, "zones": [post]} for cid, src in cameras.items()],
+        "clauses": {ABANDONED: {"empty_s": 0.5}},
+    }
+    path = folder / "site.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def wait_until(predicate: Any, timeout: float, what: str, every: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+def decode(data: bytes, folder: Path) -> tuple[str, int, float]:
+    import av
+
+    path = folder / f"download-{uuid.uuid4().hex[:6]}.mp4"
+    path.write_bytes(data)
+    with av.open(str(path)) as container:
+        codec = container.streams.video[0].codec_context.name
+        frames = sum(1 for _ in container.decode(video=0))
+        return codec, frames, float(container.duration or 0) / 1e6
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(scratch_database(request.param, tmp_path))
+        except DatabaseUnavailable as exc:
+            pytest.skip(str(exc))
+        yield url
+
+
+# -- end to end, with the models ---------------------------------------------------------------------
+
+
+@pytest.mark.media
+@pytest.mark.model
+def test_the_chair_clip_alert_reaches_sse_webhook_mqtt_and_its_clip_plays(tmp_path: Path) -> None:
+    chair = media_path(CHAIR)
+    if not mqtt_available():
+        pytest.skip("no MQTT broker at 127.0.0.1:1883")
+    name, prefix, secret = f"e2e-{uuid.uuid4().hex[:6]}", f"pwtest-{uuid.uuid4().hex[:8]}", "hook-secret"
+    site_path = write_site(tmp_path, name, {"chair": str(chair), "missing": str(tmp_path / "nowhere.mp4")})
+    db = f"sqlite:///{tmp_path / 'site.db'}"
+    receiver, collector = WebhookReceiver(secret), MqttCollector(f"{prefix}/#")
+    service = build_service(
+        site_path, db=db, out_dir=tmp_path / "media", weights=weights(), loop_files=True, realtime=False,
+        clip_before_s=2.0, clip_after_s=2.0, webhooks=[WebhookTarget(receiver.url, secret)],
+        mqtt_url=f"mqtt://127.0.0.1:1883/{prefix}", keepalive_s=1.0,
+    )  # fmt: skip
+    key = create_key_command(db, "manager", [name])
+    try:
+        with BackgroundServer(service.app, service.hub) as server:
+            sse = SSEReader(server.url + "/events", key)
+            service.start()
+            try:
+                opened = sse.wait_for(
+                    lambda e: e["event"] == "alert.opened" and e["data"]["alert"]["clause"] == ABANDONED, 90
+                )
+                alert = opened["data"]["alert"]
+                assert alert["camera"] == "chair" and alert["track_id"] is None
+                assert 9.3 <= alert["start_s"] <= 10.5  # as `analyze` finds it
+
+                hook = receiver.wait_for(
+                    lambda r: r["event"] == "alert.opened" and r["body"]["alert"]["id"] == alert["id"]
+                )
+                assert hook["valid"] and hook["body"]["id"] == int(opened["id"])
+                topic, payload, _ = collector.wait_for(lambda t, p, r: t.endswith(f"/chair/{ABANDONED}"))
+                assert topic == f"{prefix}/{name}/chair/{ABANDONED}" and payload["alert"]["id"] == alert["id"]
+
+                media = sse.wait_for(
+                    lambda e: e["event"] == "alert.media" and e["data"]["alert"]["clip_url"] is not None, 60
+                )
+                clip = httpx.get(
+                    server.url + media["data"]["alert"]["clip_url"], headers=auth(key), timeout=10
+                )
+                assert clip.status_code == 200
+                codec, frames, duration = decode(clip.content, tmp_path)
+                assert codec == "h264"  # plays in Chromium
+                assert duration == pytest.approx(4.0, abs=0.5) and frames >= 18  # 2 s before + 2 s after
+                snapshot = httpx.get(
+                    f"{server.url}/alerts/{alert['id']}/snapshot", headers=auth(key), timeout=10
+                )
+                assert snapshot.status_code == 200 and snapshot.content[:2] == b"\xff\xd8"
+
+                cameras = {
+                    c["id"]: c
+                    for c in httpx.get(server.url + "/cameras", headers=auth(key), timeout=10).json()
+                }
+                assert cameras["chair"]["connected"] and cameras["chair"]["analysed_fps"] > 0
+                assert not cameras["missing"]["connected"]
+                assert "no such file" in cameras["missing"]["last_error"]
+                metrics = httpx.get(server.url + "/metrics", headers=auth(key), timeout=10).text
+                assert f'postwatch_frames_total{{site="{name}",camera="chair"}}' in metrics
+                assert (
+                    f'postwatch_alerts_opened_total{{site="{name}",camera="chair",clause="{ABANDONED}"}} 1'
+                    in (metrics)
+                )
+            finally:
+                service.stop()
+        stored = AlertStore(db)
+        closed = stored.get_alert(alert["id"])
+        stored.close()
+        assert closed is not None and not closed.open and closed.end_s is not None
+        assert closed.ended_at is not None and closed.ended_at >= closed.started_at
+    finally:
+        receiver.close()
+        collector.close()
+        clear_retained(prefix)
+
+
+# -- restart without loss ----------------------------------------------------------------------------
+
+
+SERVE_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, {tests!r})
+    import test_serve as ts
+    from service.serve import build_service
+    from service.workers import WorkerOptions
+
+    service = build_service(
+        {site!r}, db={db!r}, out_dir={media!r}, realtime=False, clip_before_s=2.0, clip_after_s=600.0,
+        analysers=ts.ReplayAnalysers(), opener=ts.stalling_opener,
+        worker_options=WorkerOptions(status_every_s=0.2, refresh_every_s=0.2),
+    )
+    service.start()
+    time.sleep(300)
+    """
+)
+
+
+@pytest.mark.media
+def test_a_killed_service_loses_no_alert_and_registers_no_half_written_clip(
+    db_url: str, tmp_path: Path
+) -> None:
+    chair = media_path(CHAIR)
+    site_path = write_site(tmp_path, "restart", {"chair": str(chair)})
+    media = tmp_path / "media"
+    script = tmp_path / "serve.py"
+    script.write_text(SERVE_SCRIPT.format(tests=str(TESTS), site=str(site_path), db=db_url, media=str(media)))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    log = tmp_path / "serve.log"  # a file, not a pipe: a chatty child must never block on it
+    with log.open("wb") as sink:
+        proc = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, env=env, stderr=sink)
+    store = AlertStore(db_url)
+    try:
+
+        def mid_alert() -> Any:
+            if proc.poll() is not None:
+                raise AssertionError(f"serve exited: {log.read_text(errors='replace')[-2000:]}")
+            try:
+                found = store.list_alerts(AlertFilter(clauses=[ABANDONED], open=True))
+                status = store.camera("restart", "chair")
+            except Exception:  # the child may still be migrating
+                return None
+            parts = list(media.rglob(f"*{PART}.mp4"))
+            # mid-clip (its .part file is being written) and its status written after the last frame
+            if found and parts and status and status.last_frame_t and status.last_frame_t >= 10.6:
+                return found[0], parts
+            return None
+
+        alert, parts = wait_until(mid_alert, 60, "an open alert with its clip being written")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        killed_at = datetime.now(timezone.utc)
+        assert alert.clip is None and all(p.exists() for p in parts)
+        last_seen = store.camera("restart", "chair").last_frame_at  # type: ignore[union-attr]
+        assert last_seen is not None
+
+        service = build_service(
+            site_path, db=db_url, out_dir=media, realtime=False, analysers=ReplayAnalysers(), clip_after_s=1.0
+        )
+        assert not list(media.rglob(f"*{PART}*"))  # the half-written clip is gone before anything runs
+        service.start()
+        try:
+            again = wait_until(lambda: (a := store.get_alert(alert.id)) and not a.open and a, 10, "the close")
+        finally:
+            service.stop()
+        assert again.clause == ABANDONED and again.start_s == alert.start_s  # not lost
+        assert again.clip is None  # no half-written clip registered
+        assert again.end_s is not None and again.end_s >= again.start_s
+        assert again.ended_at == last_seen and again.started_at <= again.ended_at <= killed_at
+        for stored in store.list_alerts(limit=100):  # any clip registered is a complete, playable file
+            if stored.clip:
+                assert decode((media / stored.clip).read_bytes(), tmp_path)[1] > 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        store.close()
+
+
+# -- failing cameras, control routes ----------------------------------------------------------------
+
+
+@pytest.mark.media
+def test_failing_cameras_show_their_error_while_the_others_work(tmp_path: Path) -> None:
+    chair = media_path(CHAIR)
+    site_path = write_site(
+        tmp_path,
+        "shop",
+        {
+            "chair": str(chair),
+            "missing": str(tmp_path / "nowhere.mp4"),
+            "badurl": "rtsp://127.0.0.1:9/live",  # nothing listens on the discard port
+            "raises": "raises.mp4",
+            "hung": "hung.mp4",
+        },
+    )
+    db = f"sqlite:///{tmp_path / 'site.db'}"
+    real = default_opener()
+
+    def opener(camera: Camera) -> FrameSource:
+        if camera.id == "raises":
+            raise RuntimeError("driver crashed")
+        return HungSource(camera.id) if camera.id == "hung" else real(camera)
+
+    options = WorkerOptions(stale_after_s=1.0, status_every_s=0.2, retry_max_s=1.0)
+    service = build_service(
+        site_path, db=db, out_dir=tmp_path / "media", loop_files=True, realtime=False,
+        analysers=ReplayAnalysers(), opener=opener, worker_options=options,
+    )  # fmt: skip
+    keys = {
+        "manager": create_key_command(db, "manager", ["shop"]),
+        "trainer": create_key_command(db, "trainer", ["shop"]),
+        "elsewhere": create_key_command(db, "manager", ["other-shop"]),
+    }
+    client = TestClient(service.app)
+    service.start()
+    try:
+
+        def cameras() -> dict[str, dict[str, Any]]:
+            response = client.get("/cameras", headers=auth(keys["manager"]))
+            assert response.status_code == 200
+            return {c["id"]: c for c in response.json()}
+
+        def settled() -> Any:
+            c = cameras()
+            ok = (
+                c["chair"]["connected"]
+                and (c["chair"]["analysed_fps"] or 0) > 0
+                and all(not c[k]["connected"] and c[k]["last_error"] for k in ("missing", "badurl", "raises"))
+                and not c["hung"]["connected"]
+                and "no frame" in (c["hung"]["last_error"] or "")
+            )
+            return c if ok else None
+
+        c = wait_until(settled, 15, "every camera's status")
+        assert "no such file" in c["missing"]["last_error"]
+        assert "Cannot open stream" in c["badurl"]["last_error"]
+        assert c["raises"]["last_error"] == "RuntimeError: driver crashed"
+        chair = service.pool.workers["chair"]
+        frames = chair.frames
+        wait_until(lambda: chair.frames > frames + 10, 10, "the chair camera to keep analysing")
+
+        # Start/stop: admin and manager keys of the site only.
+        assert client.post("/cameras/chair/stop", headers=auth(keys["trainer"])).status_code == 403
+        assert client.post("/cameras/chair/stop", headers=auth(keys["elsewhere"])).status_code == 404
+        assert client.post("/cameras/nope/stop", headers=auth(keys["manager"])).status_code == 404
+        assert client.post("/cameras/chair/stop").status_code == 401
+        stopped = client.post("/cameras/chair/stop", headers=auth(keys["manager"]))
+        assert stopped.status_code == 200
+        body = stopped.json()
+        assert body["running"] is False and body["camera"]["connected"] is False
+        assert body["camera"]["last_error"].startswith("stopped by")
+        frames = chair.frames
+        time.sleep(0.5)
+        assert chair.frames == frames
+        started = client.post("/cameras/chair/start", headers=auth(keys["manager"]))
+        assert started.status_code == 200 and started.json()["running"] is True
+        wait_until(lambda: cameras()["chair"]["connected"], 10, "the chair camera to reconnect")
+    finally:
+        began = time.monotonic()
+        service.stop()
+        HungSource.release.set()
+    assert time.monotonic() - began < 8  # a hung camera does not hold the shutdown
+
+
+@pytest.mark.media
+def test_files_are_paced_at_real_time_by_default(tmp_path: Path) -> None:
+    """`serve` reads a file like a camera: stream time advances with the wall clock."""
+    site_path = write_site(tmp_path, "paced", {"chair": str(media_path(CHAIR))})
+    service = build_service(
+        site_path,
+        db=f"sqlite:///{tmp_path / 'site.db'}",
+        out_dir=tmp_path / "media",
+        analysers=ReplayAnalysers(),
+    )
+    worker = service.pool.workers["chair"]
+    with service:
+        wait_until(lambda: worker.last_t is not None, 10, "the first frame")
+        began, t0 = time.monotonic(), worker.last_t
+        time.sleep(2.0)
+        advanced, elapsed = (worker.last_t or 0.0) - (t0 or 0.0), time.monotonic() - began
+    assert advanced == pytest.approx(elapsed, abs=0.5)
+
+
+@pytest.mark.media
+def test_leave_approved_through_the_api_reaches_the_running_rules(tmp_path: Path) -> None:
+    """An approval stored while the service runs covers the empty post: no abandonment alert.
+    (Without it the same replay raises one: see the restart test.)"""
+    site_path = write_site(tmp_path, "approved", {"chair": str(media_path(CHAIR))})
+    db = f"sqlite:///{tmp_path / 'site.db'}"
+    connect = threading.Event()
+    real = default_opener()
+
+    def slow_camera(camera: Camera) -> FrameSource:
+        connect.wait(10)  # the camera connects only after the approval is in
+        return real(camera)
+
+    service = build_service(
+        site_path,
+        db=db,
+        out_dir=tmp_path / "media",
+        realtime=False,
+        analysers=ReplayAnalysers(),
+        opener=slow_camera,
+    )
+    key = create_key_command(db, "manager", ["approved"])
+    client = TestClient(service.app)
+    with service:
+        now = datetime.now(timezone.utc)
+        body = {"camera": "chair", "post": "desk-post", "start": (now - timedelta(minutes=1)).isoformat(),
+                "end": (now + timedelta(hours=1)).isoformat(), "reason": "bank run"}  # fmt: skip
+        assert client.post("/approvals", json=body, headers=auth(key)).status_code == 201
+        connect.set()
+        worker = service.pool.workers["chair"]
+        wait_until(lambda: not worker.running, 30, "the end of the file")
+    store = AlertStore(db)
+    try:
+        assert worker.frames >= 50
+        assert store.list_alerts(AlertFilter(clauses=[ABANDONED])) == []
+    finally:
+        store.close()
+
+
+# -- small parts -------------------------------------------------------------------------------------
+
+
+def test_keys_create_migrates_a_new_database_and_returns_a_working_key(tmp_path: Path) -> None:
+    db = str(tmp_path / "fresh" / "keys.db")  # a plain path means a SQLite file
+    key = create_key_command(db, "manager", ["shop"], ["desk"])
+    store = AlertStore(db)
+    try:
+        found = authenticate(store, key)
+        assert found is not None and found.role == "manager"
+        assert found.sites == ("shop",) and found.cameras == ("desk",)
+    finally:
+        store.close()
+    with pytest.raises(ValueError, match="unknown role"):
+        create_key_command(db, "janitor", ["shop"])
+
+
+def test_events_of_engines_and_zones_with_the_same_index_become_two_alerts(db_url: str) -> None:
+    """CameraRules merges events of each role's engine and of the zone monitor, whose
+    indices both start at 0; each must still map to its own stored alert."""
+    store = AlertStore(db_url)
+    store.upgrade()
+    site = Site.model_validate(
+        {"name": "shop", "cameras": [{"id": "desk", "source": "x.mp4", "zones": [
+            {"name": "post", "kind": "post", "role": "front_desk", "polygon": [[0, 0], [9, 0], [9, 9]]}]}]}
+    )  # fmt: skip
+    person = Violation("d5.stance.01", "desk", 3, 1.0)
+    empty = Violation(ABANDONED, "desk", None, 2.0)
+    engine, zones = SimpleNamespace(violations=[person]), SimpleNamespace(violations=[empty])
+    recorder = RulesRecorder(
+        store, site, site.cameras[0], SimpleNamespace(engines={"front_desk": engine}, zones=zones)
+    )  # type: ignore[arg-type]
+    at = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
+    stored = recorder.handle(
+        [ViolationEvent("opened", person, 4.0, 0), ViolationEvent("opened", empty, 4.0, 0)], at
+    )
+    assert [a.clause for _, a in stored] == ["d5.stance.01", ABANDONED]
+    assert stored[0][1].id != stored[1][1].id
+    closed_empty = Violation(ABANDONED, "desk", None, 2.0, end_s=6.0)
+    zones.violations = [closed_empty]
+    ((_, closed),) = recorder.handle([ViolationEvent("closed", closed_empty, 6.0, 0)], at)
+    assert closed.id == stored[1][1].id and not closed.open
+    assert store.get_alert(stored[0][1].id).open  # type: ignore[union-attr]  # the person's alert untouched
+    store.close()
