@@ -131,6 +131,7 @@ def run_analysis(
                 bar.update(1)
         if bar is not None:
             bar.close()
+        problems = list(source.problems)
     engine.finish(last_t)
     write_closed([v for v in engine.violations])
     if obs_file is not None:
@@ -145,7 +146,13 @@ def run_analysis(
         f"{v.start_s:.1f}-{(v.end_s or last_t):.1f} s: {v.message}"
         for v in engine.violations
     ]
-    return {"frames": frames, "seconds": last_t, "alerts": len(engine.violations), "lines": lines}
+    return {
+        "frames": frames,
+        "seconds": last_t,
+        "alerts": len(engine.violations),
+        "lines": lines,
+        "problems": problems,
+    }
 
 
 def _key(v: Violation) -> tuple:

@@ -30,6 +30,7 @@ app = typer.Typer(
 )
 
 DEMO = "demo"
+EXIT_SOURCE_PROBLEMS = 3  # analysed what decoded, but the file lied about itself or was damaged
 
 app.add_typer(calibrate_app, name="calibrate")
 app.command("evaluate")(evaluate_command)
@@ -134,7 +135,13 @@ def analyze(
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Run the pipeline and the conduct rules over a video or stream; write DIR/alerts.jsonl."""
+    """Run the pipeline and the conduct rules over a video or stream; write DIR/alerts.jsonl.
+
+    Exit status: 0 done; 2 the source, site or parameters could not be used (one line says why);
+    3 done, but the file was not sound (a container that lies about its frame count, a truncated
+    file, frames that did not decode): every frame that decoded was analysed, and each problem is
+    printed as a warning.
+    """
     from service.analyze import run_analysis
 
     out.mkdir(parents=True, exist_ok=True)
@@ -175,6 +182,11 @@ def analyze(
     )
     for line in summary["lines"]:
         typer.echo("  " + line)
+    if summary["problems"]:
+        # Everything that decoded was analysed and written; exit 3 says the source was not sound.
+        for problem in summary["problems"]:
+            typer.echo(f"postwatch: warning: {problem}", err=True)
+        raise typer.Exit(EXIT_SOURCE_PROBLEMS)
 
 
 @app.command()

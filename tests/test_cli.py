@@ -120,7 +120,9 @@ def test_analyze_mpg_whose_container_lies_about_its_frame_count(tmp_path: Path):
         "analyze", str(media_path("E_caviar_OneLeaveShop1front.mpg")), "--out", str(tmp_path), "--fps", "1",
         "--dump", "--no-progress", "--weights", weights(),
     )  # fmt: skip
-    assert res.returncode == 0, res.stderr
+    # Analysed to the end, then exit 3 with a clear warning: the container is not sound.
+    assert res.returncode == 3, res.stderr
+    assert "claims 3 frames" in res.stderr and "Traceback" not in res.stderr
     last = json.loads((tmp_path / "observations.jsonl").read_text(encoding="utf-8").splitlines()[-1])
     assert last["t"] >= 11.0  # decoded to the end (the header claims 3 frames)
 

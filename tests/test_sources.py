@@ -453,3 +453,18 @@ def test_digits_open_a_webcam_by_index(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sources, "_open_capture", Opener())
     with pytest.raises(SourceError, match="webcam 3"):
         open_source("3")
+
+
+@pytest.mark.media
+def test_unsound_files_list_their_problems(media: Path, tmp_path: Path) -> None:
+    """What was wrong but did not stop the read is kept for the caller (analyze exits 3 on it)."""
+    with open_source(str(media / MPG)) as source:
+        assert len(list(source)) > 290
+        assert any("claims" in p and "decoded" in p for p in source.problems)
+    cut = _truncated_copy(media / MOOV_FIRST_MP4, tmp_path / "cut.mp4")
+    with open_source(str(cut)) as source:
+        list(source)
+        assert any("truncated" in p for p in source.problems)
+    with open_source(str(media / UPRIGHT)) as source:
+        list(source)
+        assert source.problems == []

@@ -326,6 +326,9 @@ class FrameSource:
         self._info: SourceInfo | None = None
         self._stop = threading.Event()
         self._started = False
+        # What went wrong but did not stop the read (a lying or truncated container, frames that
+        # did not decode): one sentence each, for the caller to report once the frames are used.
+        self.problems: list[str] = []
 
     @property
     def info(self) -> SourceInfo:
@@ -512,14 +515,28 @@ class VideoFileSource(_CaptureSource):
                 log.warning(
                     "camera %s: frame %d of '%s' did not decode; skipped", self.camera, index, self.path
                 )
+                self._note(f"frame {index} of '{self.path}' did not decode and was skipped")
                 continue
             yield Frame(self.camera, t, index, image)
         if not self._stop.is_set():  # a close() by the consumer is not an early end of the file
             self._report_end()
 
+    def _note(self, problem: str) -> None:
+        if problem not in self.problems and len(self.problems) < 20:
+            self.problems.append(problem)
+
     def _report_end(self) -> None:
         claimed, got = self.claimed_frames, self._grabbed
+        if claimed is not None and got > claimed + max(2, claimed // 100):
+            self._note(
+                f"'{self.path}' claims {claimed} frames in its container but {got} decoded in order; "
+                "all of them were analysed"
+            )
         if claimed is not None and got < claimed - max(2, claimed // 100):
+            self._note(
+                f"'{self.path}' ended after {got} of the {claimed} frames its container claims; "
+                "the file may be truncated or damaged"
+            )
             log.warning(
                 "camera %s: '%s' ended after %d of the %d frames its container claims; the file may "
                 "be truncated or damaged",
