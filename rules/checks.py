@@ -31,16 +31,20 @@ from typing import Any
 
 import numpy as np
 
-from vision.observation import PersonObservation
+from rules.door import DOOR_FACING_KEY, door_facing_yaw, judge_door_angle
+from rules.geometry import FLOOR_H_KEY, floor_distance_m, floor_homography
+from vision.observation import Measure, PersonObservation
 from vision.pose import (
     L_ANKLE,
     L_EAR,
+    L_HEEL,
     L_HIP,
     L_KNEE,
     L_SHOULDER,
     NOSE,
     R_ANKLE,
     R_EAR,
+    R_HEEL,
     R_HIP,
     R_KNEE,
     R_SHOULDER,
@@ -67,8 +71,12 @@ KNEE_ABOVE_HIP_TORSO = 0.15  # a knee this far (torso lengths) above the hip is 
 SPEED_WINDOW_S = 1.0  # running speed is the median step speed over this window
 SPEED_MIN_SPAN_S = 0.6  # less track history than this gives no speed
 WALK_BH_PER_S = 0.5  # above this the person is walking (about 0.8 m/s for 1.65 m)
+WALK_MPS = 0.8  # the same, with a floor scale: above this (m/s) the person is walking
+HEEL_VISIBLE = 0.5  # heels trusted for a metric heel gap (vision.features.feet uses 0.5 for the feet)
 HISTORY_S = 5.0  # how much per-track history the engine keeps
 WORK_ZONE_NOTE = "whole frame (no zones configured)"
+# Site context the session puts in `person.evidence` (see service/session.py, CameraRules._with_role):
+SITE_EVIDENCE_KEYS = (DOOR_FACING_KEY, FLOOR_H_KEY)
 
 TRACKED_LANDMARKS = (L_HIP, R_HIP, L_KNEE, R_KNEE, L_ANKLE, R_ANKLE)
 
@@ -206,16 +214,32 @@ class PersonHistory:
         foot point (the ankles drop out and it falls back to the box bottom, or a box
         jitters) then moves a single step and not the estimate.
         """
+        samples = self._speed_window(window_s, min_span_s)
+        if samples is None:
+            return None
+        height = float(np.median([s.height_px for s in samples]))
+        return _median_step_speed(samples, lambda a, b: math.dist(a.foot, b.foot) / height)
+
+    def speed_mps(
+        self, floor_h: np.ndarray, window_s: float = SPEED_WINDOW_S, min_span_s: float = SPEED_MIN_SPAN_S
+    ) -> float | None:
+        """Foot-point speed on the floor in metres per second (image-to-floor homography `floor_h`).
+
+        As `speed_bh_per_s` (median step speed, same window), but each foot point is
+        projected to the floor first, so a person far from the camera is not slower than
+        one near it. Steps with an end on the horizon (no floor position) are left out.
+        """
+        samples = self._speed_window(window_s, min_span_s)
+        if samples is None:
+            return None
+        return _median_step_speed(samples, lambda a, b: floor_distance_m(floor_h, a.foot, b.foot))
+
+    def _speed_window(self, window_s: float, min_span_s: float) -> list[Sample] | None:
+        """The samples a speed is measured over, None when they are too few or span too little time."""
         samples = self.window(window_s)
         if len(samples) < 3 or samples[-1].t - samples[0].t < min_span_s - 1e-9:
             return None
-        height = float(np.median([s.height_px for s in samples]))
-        steps = [
-            math.dist(a.foot, b.foot) / (b.t - a.t) / height
-            for a, b in zip(samples, samples[1:], strict=False)
-            if b.t - a.t > 1e-9
-        ]
-        return float(np.median(steps)) if len(steps) >= 2 else None
+        return samples
 
     def landmark_track(
         self, index: int, window_s: float, relative_to: int | None = None
@@ -240,6 +264,20 @@ class PersonHistory:
     def median_height_px(self, window_s: float) -> float | None:
         samples = self.window(window_s)
         return float(np.median([s.height_px for s in samples])) if samples else None
+
+
+def _median_step_speed(
+    samples: list[Sample], distance: Callable[[Sample, Sample], float | None]
+) -> float | None:
+    """Median of distance / time over consecutive samples (at least two steps), else None."""
+    steps = []
+    for a, b in zip(samples, samples[1:], strict=False):
+        if b.t - a.t <= 1e-9:
+            continue
+        d = distance(a, b)
+        if d is not None:
+            steps.append(d / (b.t - a.t))
+    return float(np.median(steps)) if len(steps) >= 2 else None
 
 
 def count_reversals(values: Iterable[float], swing: float) -> int:
@@ -427,15 +465,38 @@ def heel_gap_limit_bh(params: Mapping[str, float]) -> float:
     return float(params["heel_gap_m"]) / ASSUMED_BODY_HEIGHT_M
 
 
+def heel_gap_m(person: PersonObservation, floor_h: np.ndarray) -> tuple[float | None, float]:
+    """The heel gap on the floor in metres, from both heels' image points projected with the
+    floor homography, and its confidence (the heels' visibility); None when a heel is not seen.
+
+    Why the heels' image points: the heel landmark sits where the foot meets the floor, so
+    the homography (which assumes points on the floor) places it right; a raised foot reads
+    a little long.
+    """
+    if not _seen(person, L_HEEL, R_HEEL, level=HEEL_VISIBLE):
+        return None, 0.0
+    kp, vis = person.keypoints, person.visibility
+    assert kp is not None and vis is not None
+    gap = floor_distance_m(floor_h, kp[L_HEEL], kp[R_HEEL])
+    if gap is None:
+        return None, 0.0
+    return gap, float(min(vis[L_HEEL], vis[R_HEEL]))
+
+
 def feet_v_shape(person: PersonObservation, history: PersonHistory, params: Mapping[str, float]) -> Check:
     """d5.stance.03: feet in a V (toe angle V_MIN..V_MAX deg) with the heels within 8 cm.
 
-    An angle-only / body-height check: without a floor scale the heel gap is compared in
-    body heights (heel_gap_m / 1.65 m), so it is only as good as the image plane view.
+    With a floor scale (`person.evidence["floor_h"]`) the heel gap is measured in metres
+    on the floor and compared with heel_gap_m: the "metric" check. Without one it is an
+    angle-only / body-height check: the heel gap is compared in body heights (heel_gap_m /
+    1.65 m), so it is only as good as the image plane view.
     """
     off = _not_standing(person)
     if off is not None:
         return off
+    floor_h = floor_homography(person.evidence)
+    if floor_h is not None:
+        return _feet_v_shape_metric(person, floor_h, params)
     f = person.features
     limit = heel_gap_limit_bh(params)
     toe, gap = f.toe_angle_deg, f.heel_gap
@@ -445,18 +506,10 @@ def feet_v_shape(person: PersonObservation, history: PersonHistory, params: Mapp
         "heel_gap_limit_bh": round(limit, 4),
         "v_range_deg": [V_MIN_DEG, V_MAX_DEG],
         "scale": "angle-only / body heights (no floor scale)",
+        "check": "body-height",
         "posture": f.posture.value,
     }
-    findings = []
-    if toe.value is None:
-        findings.append(Finding("not_v", None))
-    else:
-        bad = not V_MIN_DEG <= toe.value <= V_MAX_DEG
-        text = (
-            f"feet not in a V (toe angle {toe.value:.0f} deg, expected {V_MIN_DEG:g}-{V_MAX_DEG:g}; "
-            "脚呈V字形)"
-        )
-        findings.append(Finding("not_v", bad, toe.confidence, text if bad else "feet in a V"))
+    findings = [_not_v(toe)]
     if gap.value is None:
         findings.append(Finding("heels_apart", None))
     else:
@@ -472,6 +525,88 @@ def feet_v_shape(person: PersonObservation, history: PersonHistory, params: Mapp
     if check.state is True and not f.posture.known:
         check.confidence *= UNKNOWN_POSTURE_FACTOR
     return check
+
+
+def _not_v(toe: Measure) -> Finding:
+    """The toe-angle half of d5.stance.03 (the same with or without a floor scale)."""
+    if toe.value is None:
+        return Finding("not_v", None)
+    bad = not V_MIN_DEG <= toe.value <= V_MAX_DEG
+    text = f"feet not in a V (toe angle {toe.value:.0f} deg, expected {V_MIN_DEG:g}-{V_MAX_DEG:g}; 脚呈V字形)"
+    return Finding("not_v", bad, toe.confidence, text if bad else "feet in a V")
+
+
+def _feet_v_shape_metric(
+    person: PersonObservation, floor_h: np.ndarray, params: Mapping[str, float]
+) -> Check:
+    """d5.stance.03 with a floor scale: the heel gap in metres against heel_gap_m (the clause's 8 cm)."""
+    f = person.features
+    limit = float(params["heel_gap_m"])
+    gap, conf = heel_gap_m(person, floor_h)
+    details: dict[str, Any] = {
+        "toe_angle_deg": f.toe_angle_deg.value,
+        "heel_gap_m": None if gap is None else round(gap, 4),
+        "heel_gap_limit_m": limit,
+        "v_range_deg": [V_MIN_DEG, V_MAX_DEG],
+        "scale": "metres on the floor (floor scale)",
+        "check": "metric",
+        "posture": f.posture.value,
+    }
+    findings = [_not_v(f.toe_angle_deg)]
+    if gap is None:
+        findings.append(Finding("heels_apart", None))
+    else:
+        bad = gap > limit
+        text = f"heels {gap * 100:.0f} cm apart (limit {limit * 100:g} cm; metric check, 距离限8厘米内)"
+        score = _margin_score(conf, gap, limit) if bad else None
+        findings.append(Finding("heels_apart", bad, conf, text if bad else "heels close", score))
+    check = combine(findings, details)
+    if check.state is True and not f.posture.known:
+        check.confidence *= UNKNOWN_POSTURE_FACTOR
+    return check
+
+
+def door_angle(person: PersonObservation, history: PersonHistory, params: Mapping[str, float]) -> Check:
+    """d1.reception.05: door-post staff stand at target_deg (45) ± tolerance_deg (20) to the door.
+
+    The angle to the door is the wrapped difference between the body yaw and the door's
+    facing yaw (`person.evidence["door_facing_yaw_deg"]`, the yaw of someone at the post
+    squarely facing the door; see rules.door). No door for this camera, an unknown yaw or
+    a seen sitting or lying posture -> unknown. As for the hands, an unknown posture counts
+    as "could be standing" (a door camera often sees half a body), with its confidence
+    discounted: the orientation is what the clause is about.
+    """
+    off = _not_standing(person)
+    if off is not None:
+        return off
+    f = person.features
+    facing = door_facing_yaw(person.evidence)
+    yaw = f.body_yaw_deg
+    details: dict[str, Any] = {
+        "body_yaw_deg": None if yaw.value is None else round(yaw.value, 1),
+        "door_facing_yaw_deg": facing,
+        "target_deg": float(params["target_deg"]),
+        "tolerance_deg": float(params["tolerance_deg"]),
+        "posture": f.posture.value,
+    }
+    if facing is None:
+        return Check(None, message=f"no door for this camera ({DOOR_FACING_KEY} not set)", details=details)
+    if yaw.value is None:
+        return Check(None, message="body orientation unknown", details=details)
+    judged = judge_door_angle(yaw.value, facing, params["target_deg"], params["tolerance_deg"])
+    details["angle_to_door_deg"] = round(judged.angle_deg, 1)
+    if not judged.outside:
+        return Check(
+            False,
+            yaw.confidence,
+            message=f"standing at {judged.angle_deg:.0f} deg to the door (target {judged.target_deg:g})",
+            details=details,
+        )
+    text = judged.describe()
+    details["behaviours"] = {"door_angle": text}
+    conf = yaw.confidence * (1.0 if f.posture.known else UNKNOWN_POSTURE_FACTOR)
+    limit = max(judged.tolerance_deg, 1.0)
+    return Check(True, conf, score=_margin_score(conf, judged.off_deg, limit), message=text, details=details)
 
 
 # -- sitting ---------------------------------------------------------------------------------
@@ -786,12 +921,14 @@ def running_or_hands_in_pockets(
 ) -> Check:
     """d5.walk.01: running, or walking with the hands in the pockets.
 
-    Speed is the foot point's, in body heights per second (box height), until a floor
-    scale gives metres; `max_speed_bh_per_s` is the catalogue's stand-in for 2.5 m/s.
-    Only motion in the image plane is seen: running straight at the camera is missed.
+    With a floor scale (`person.evidence["floor_h"]`) speed is the foot point's on the
+    floor in m/s against max_speed_mps (the clause's 2.5 m/s): the "metric" check. Without
+    one it is in body heights per second (box height); `max_speed_bh_per_s` is the
+    catalogue's stand-in for 2.5 m/s, and running straight at the camera, which barely
+    moves the foot point across the image, is missed. The foot point is between the
+    ankles (a few cm above the floor) when they are seen: close enough for a speed.
     """
     f = person.features
-    limit = float(params["max_speed_bh_per_s"])
     if f.posture.value in ("sitting", "lying"):
         return Check(
             False,
@@ -799,21 +936,36 @@ def running_or_hands_in_pockets(
             message=f"posture {f.posture.value}",
             details={"posture": f.posture.value},
         )
-    speed = history.speed_bh_per_s()
-    details: dict[str, Any] = {
-        "speed_bh_per_s": None if speed is None else round(speed, 3),
-        "max_speed_bh_per_s": limit,
-        "scale": "body heights per second (no floor scale)",
-        "hands": f.hands.value,
-    }
+    floor_h = floor_homography(person.evidence)
+    details: dict[str, Any] = {"hands": f.hands.value}
+    if floor_h is not None:
+        limit = float(params["max_speed_mps"])
+        speed = history.speed_mps(floor_h)
+        walking, unit = WALK_MPS, "m/s"
+        details |= {
+            "speed_mps": None if speed is None else round(speed, 3),
+            "max_speed_mps": limit,
+            "scale": "metres per second on the floor (floor scale)",
+            "check": "metric",
+        }
+    else:
+        limit = float(params["max_speed_bh_per_s"])
+        speed = history.speed_bh_per_s()
+        walking, unit = WALK_BH_PER_S, "body heights/s"
+        details |= {
+            "speed_bh_per_s": None if speed is None else round(speed, 3),
+            "max_speed_bh_per_s": limit,
+            "scale": "body heights per second (no floor scale)",
+            "check": "body-height",
+        }
     findings = []
     if speed is None:
         findings.append(Finding("running", None))
     else:
-        text = f"{WALK_TEXT['running']}: {speed:.1f} body heights/s (limit {limit:g})"
+        text = f"{WALK_TEXT['running']}: {speed:.1f} {unit} (limit {limit:g})"
         conf = 0.7
         findings.append(Finding("running", speed > limit, conf, text, _margin_score(conf, speed, limit)))
-    if speed is not None and speed <= WALK_BH_PER_S:
+    if speed is not None and speed <= walking:
         findings.append(Finding("pockets_walking", False, 0.6))
     elif not f.hands.known:
         findings.append(Finding("pockets_walking", None))
@@ -822,7 +974,7 @@ def running_or_hands_in_pockets(
     elif speed is None:
         findings.append(Finding("pockets_walking", None))
     else:
-        text = f"{WALK_TEXT['pockets_walking']} at {speed:.1f} body heights/s"
+        text = f"{WALK_TEXT['pockets_walking']} at {speed:.1f} {unit}"
         findings.append(Finding("pockets_walking", True, f.hands.confidence, text))
     return combine(findings, details)
 
@@ -857,6 +1009,7 @@ RULES: dict[str, tuple[GateSpec, ...]] = {
     "forbidden_hands": (GateSpec(forbidden_hands),),
     "trunk_lean": (GateSpec(trunk_lean),),
     "feet_v_shape": (GateSpec(feet_v_shape),),
+    "door_angle": (GateSpec(door_angle),),
     "seated_misconduct": (
         GateSpec(seated_misconduct),
         GateSpec(lying_on_desk, suffix="/desk", sustain_param="lying_on_desk_s"),

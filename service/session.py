@@ -47,6 +47,13 @@ class CameraRules:
         self._duty_by_role: dict[str, list[Zone]] = {}
         for zone in duty:
             self._duty_by_role.setdefault(str(zone.role), []).append(zone)
+        # Camera geometry the checks read from the evidence: the door (d1.reception.05) and the
+        # floor homography (heel gap and speed in metres); computed once.
+        self._camera_context: dict[str, Any] = {}
+        if camera is not None and camera.door is not None:
+            self._camera_context["door_facing_yaw_deg"] = float(camera.door.facing_yaw_deg)
+        if camera is not None and camera.floor is not None:
+            self._camera_context["floor_h"] = camera.floor.matrix().tolist()
         self.staff: StaffClassifier | None = None
         if site is not None and camera is not None:
             extra = overrides or {}
@@ -118,7 +125,11 @@ class CameraRules:
         """The frame with only the persons a role's clauses judge (all of them without zones)."""
         zones = self._duty_by_role.get(role)
         if not zones:
-            return obs
+            if self.camera is None:
+                return obs
+            out = copy.copy(obs)
+            out.persons = [self._with_role(p, role) for p in obs.persons]
+            return out
         out = copy.copy(obs)
         out.persons = [
             self._with_role(p, role) for p in obs.persons if any(z.contains(p.foot_point) for z in zones)
@@ -128,7 +139,7 @@ class CameraRules:
     def _with_role(self, person: PersonObservation, role: str) -> PersonObservation:
         """The person with the site context the appearance checks read from the evidence."""
         profile = self.site.roles.get(role) if self.site is not None else None
-        extra: dict[str, Any] = {"role": role}
+        extra: dict[str, Any] = {"role": role, **self._camera_context}
         if profile is not None:
             extra["tie_required"] = profile.tie_required
         if profile is not None and profile.uniform is not None and self.staff is not None:

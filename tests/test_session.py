@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from calibration.site import load_site
 from service.session import CameraRules
 from vision.observation import read_jsonl
@@ -39,3 +41,24 @@ def test_site_session_judges_only_people_on_duty_and_watches_the_post():
     empty = [v for v in rules.violations if v.clause == "d1.reception.02"]
     assert len(empty) == 1 and empty[0].track_id is None
     assert rules.reports()["absences"][0]["zone"] == "desk-post"
+
+
+def test_door_and_floor_of_the_site_reach_the_checks():
+    """examples/demo.yaml has a door (facing yaw 10) and a floor scale: the persons judged on its post
+    carry them in their evidence, so d1.reception.05 and the metric checks can run."""
+    site = load_site(ROOT / "examples" / "demo.yaml")
+    cam = site.cameras[0]
+    rules = CameraRules(cam.id, site=site, camera=cam)
+    post = next(z for z in cam.zones if z.kind == "post")
+    x = sum(p[0] for p in post.polygon) / len(post.polygon)
+    y = max(p[1] for p in post.polygon) - 1
+    obs = read_jsonl(str(FIXTURES / "chair_clip.observations.jsonl"))[20]
+    person = obs.persons[0]
+    person.keypoints = None  # judged by the box: put its bottom centre on the post
+    w = person.box[2] - person.box[0]
+    person.box = np.array([x - w / 2, y - 300, x + w / 2, y])
+    judged = rules._on_duty(obs, post.role)
+    assert judged.persons
+    evidence = judged.persons[0].evidence
+    assert evidence["door_facing_yaw_deg"] == cam.door.facing_yaw_deg
+    assert len(evidence["floor_h"]) == 3 and evidence["role"] == post.role
