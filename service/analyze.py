@@ -65,6 +65,7 @@ def run_analysis(
     # The clearest frame often comes before the sustain elapses: keep the last seconds as JPEGs.
     recent: deque[tuple[float, bytes]] = deque(maxlen=int(fps * SNAPSHOT_MEMORY_S) + 1)
     written: set[tuple] = set()
+    snapshots: dict[str, Path] = {}  # caption -> snapshot file, for the audit page
     count = 0
     frames = 0
     last_t = 0.0
@@ -82,6 +83,7 @@ def run_analysis(
                     path = out / "snapshots" / f"{count:04d}_{v.clause}_{v.track_id}.jpg"
                     path.write_bytes(jpeg)
                     v.snapshot = str(path.relative_to(out))
+                    snapshots[f"{v.clause} track {v.track_id} {v.start_s:.1f} s"] = path
                 fh.write(json.dumps(v.to_dict(), ensure_ascii=False) + "\n")
 
     with open_source(spec, camera=camera, fps=fps) as source:
@@ -141,6 +143,8 @@ def run_analysis(
     reports = engine.reports()
     if reports:
         (out / "reports.json").write_text(json.dumps(reports, ensure_ascii=False, indent=1), encoding="utf-8")
+    if engine.audit is not None:  # a printable shift audit for the security team
+        (out / "audit.html").write_text(engine.audit.to_html(snapshots), encoding="utf-8")
     lines = [
         f"{v.clause} {'track ' + str(v.track_id) if v.track_id is not None else 'zone'} "
         f"{v.start_s:.1f}-{(v.end_s or last_t):.1f} s: {v.message}"

@@ -17,6 +17,8 @@ import numpy as np
 
 from calibration.site import Camera, Site, Zone
 from calibration.uniform import StaffClassifier
+from rules.audit import ShiftAudit
+from rules.customers import CustomerMonitor
 from rules.engine import RuleEngine, ViolationEvent
 from rules.guard import GestureEvent, SaluteDetector, TrafficGestureDetector
 from rules.violation import Violation
@@ -43,6 +45,8 @@ class CameraRules:
         self.site = site
         self.camera = camera
         self.zones: ZoneMonitor | None = None
+        self.customers: CustomerMonitor | None = None  # d1.floor.09, d1.reception.03, arrivals
+        self.audit: ShiftAudit | None = None  # guards' shift audit, when the camera has guard posts
         duty = [z for z in camera.zones if z.kind in DUTY_ZONES] if camera is not None else []
         self._duty_by_role: dict[str, list[Zone]] = {}
         for zone in duty:
@@ -61,6 +65,9 @@ class CameraRules:
                 self.staff = StaffClassifier(site)
                 is_staff = self.staff.is_staff
             self.zones = ZoneMonitor(camera, site, overrides=extra, is_staff=is_staff)
+            self.customers = CustomerMonitor(camera, site, overrides=extra, is_staff=is_staff)
+            if any(str(z.role).startswith("guard_") for z in duty):
+                self.audit = ShiftAudit(camera, site, overrides=extra, is_staff=is_staff)
             roles = list(self._duty_by_role) or [role]
             self.engines = {
                 r: RuleEngine(camera_id, role=r, overrides=_merge(site.overrides_for(r), extra))
@@ -82,6 +89,10 @@ class CameraRules:
             events.extend(engine.update(self._on_duty(obs, role)))
         if self.zones is not None:
             events.extend(self.zones.update(obs))
+        if self.customers is not None:
+            events.extend(self.customers.update(obs))
+        if self.audit is not None:
+            self.audit.update(obs)
         for detector in self.gestures:
             self.gesture_events += [e for e in detector.update(obs) if e.kind == "ended"]
         return events
@@ -92,6 +103,10 @@ class CameraRules:
             events.extend(engine.finish(t))
         if self.zones is not None:
             events.extend(self.zones.finish(t))
+        if self.customers is not None:
+            events.extend(self.customers.finish(t))
+        if self.audit is not None:
+            self.audit.finish(t)
         for detector in self.gestures:
             self.gesture_events += [e for e in detector.finish() if e.kind == "ended"]
         return events
@@ -101,16 +116,21 @@ class CameraRules:
         found = [v for e in self.engines.values() for v in e.violations]
         if self.zones is not None:
             found += self.zones.violations
+        if self.customers is not None:
+            found += self.customers.violations
         return sorted(found, key=lambda v: (v.start_s, v.clause))
 
     def open_violations(self) -> list[Violation]:
         found = [v for e in self.engines.values() for v in e.open_violations()]
         if self.zones is not None:
             found += self.zones.open_violations()
+        if self.customers is not None:
+            found += self.customers.open_violations()
         return found
 
     def reports(self) -> dict[str, Any]:
-        """What is reported besides alerts: handovers, absences (approved or not), guard gestures."""
+        """What is reported besides alerts: handovers, absences (approved or not), guard gestures,
+        customer arrivals and visits, and the guards' shift audit."""
         out: dict[str, Any] = {}
         if self.zones is not None:
             z = self.zones
@@ -119,6 +139,19 @@ class CameraRules:
             out["notes"] = list(z.notes)
         if self.gestures:
             out["gestures"] = [_gesture(e) for e in self.gesture_events]
+        if self.customers is not None:
+            found = self.customers.reports()
+            notes = out.get("notes", []) + found.pop("notes", [])  # both monitors' notes
+            out.update(found)
+            out["notes"] = notes
+        if self.audit is not None and self.zones is not None:
+            self.audit.add(
+                violations=self.violations,
+                absences=self.zones.absences,
+                handovers=self.zones.handovers,
+                gestures=self.gesture_events,
+            )
+            out["audit"] = self.audit.to_dict()
         return out
 
     def _on_duty(self, obs: FrameObservation, role: str) -> FrameObservation:

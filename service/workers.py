@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from service.metrics import Metrics
     from service.store import Alert, AlertStore, Approval
     from vision.observation import FrameObservation
+    from vision.pipeline import PipelineOptions
 
 log = logging.getLogger("postwatch.workers")
 
@@ -152,20 +153,36 @@ class ModelAnalysers:
     """The shared models: one Detector and one PoseEstimator, one `Pipeline` per camera.
 
     Loaded when constructed (so `serve` fails at start on missing weights, not in a thread)
-    and then used only by the inference thread.
+    and then used only by the inference thread. `mode` is the pipeline's (`fast`: the lever
+    defaults plus pose only in the camera's zones; `plain`: every lever off), `options`
+    replaces it with a per-camera factory (the benchmark's lever variants), and
+    `detector_threads` sets the TFLite interpreter's threads (docs/performance.md).
     """
 
-    def __init__(self, weights: str | None = None) -> None:
+    def __init__(
+        self,
+        weights: str | None = None,
+        *,
+        mode: str = "fast",
+        detector_threads: int | None = None,
+        options: Callable[[Camera], PipelineOptions] | None = None,
+    ) -> None:
         from vision.detect import Detector
+        from vision.pipeline import MODES
         from vision.pose import PoseEstimator
 
-        self.detector = Detector(weights)
+        if mode not in MODES:
+            raise ValueError(f"unknown pipeline mode {mode!r}; use one of {', '.join(MODES)}")
+        self.detector = Detector(weights, threads=detector_threads)
         self.pose = PoseEstimator()
+        self.mode = mode
+        self.options = options
 
     def __call__(self, camera: Camera) -> Analyser:
-        from vision.pipeline import Pipeline, PipelineOptions
+        from vision.pipeline import Pipeline, options_for_camera
 
-        return Pipeline(self.detector, self.pose, PipelineOptions(fps=camera.fps), camera=camera.id).process
+        options = self.options(camera) if self.options is not None else options_for_camera(camera, self.mode)
+        return Pipeline(self.detector, self.pose, options, camera=camera.id).process
 
 
 def default_opener(demo_dir: Path | None = None) -> Opener:
@@ -202,6 +219,9 @@ class RulesRecorder:
         ]
         if rules.zones is not None:
             self.parts.append((rules.zones, CameraRecorder(store, site, camera, role=camera_role(camera))))
+        if rules.customers is not None:
+            recorder = CameraRecorder(store, site, camera, role=camera_role(camera))
+            self.parts.append((rules.customers, recorder))
 
     def _part(self, event: ViolationEvent) -> CameraRecorder:
         v = event.violation

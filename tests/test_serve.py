@@ -509,7 +509,10 @@ def test_events_of_engines_and_zones_with_the_same_index_become_two_alerts(db_ur
     empty = Violation(ABANDONED, "desk", None, 2.0)
     engine, zones = SimpleNamespace(violations=[person]), SimpleNamespace(violations=[empty])
     recorder = RulesRecorder(
-        store, site, site.cameras[0], SimpleNamespace(engines={"front_desk": engine}, zones=zones)
+        store,
+        site,
+        site.cameras[0],
+        SimpleNamespace(engines={"front_desk": engine}, zones=zones, customers=None),
     )  # type: ignore[arg-type]
     at = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
     stored = recorder.handle(

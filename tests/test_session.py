@@ -62,3 +62,23 @@ def test_door_and_floor_of_the_site_reach_the_checks():
     evidence = judged.persons[0].evidence
     assert evidence["door_facing_yaw_deg"] == cam.door.facing_yaw_deg
     assert len(evidence["floor_h"]) == 3 and evidence["role"] == post.role
+
+
+def test_a_guard_post_gets_a_shift_audit_with_salutes():
+    from calibration.site import Site
+
+    site = Site.model_validate(
+        {"name": "gate", "cameras": [{"id": "gate", "source": "x.mp4", "zones": [
+            {"name": "gate-post", "kind": "post", "role": "guard_ceremonial",
+             "polygon": [[0, 0], [400, 0], [400, 226], [0, 226]]}]}]}
+    )  # fmt: skip
+    rules = CameraRules("gate", site=site, camera=site.cameras[0])
+    assert rules.audit is not None and rules.customers is not None
+    for obs in read_jsonl(str(FIXTURES / "guard_kinetics_saluting.observations.jsonl")):
+        rules.update(obs)
+    rules.finish()
+    reports = rules.reports()
+    audit = reports["audit"]
+    assert audit and "arrivals" in reports
+    assert sum(g["label"] == "salute" for g in reports["gestures"]) >= 3
+    assert "<table" in rules.audit.to_html()
