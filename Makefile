@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN     = $(VENV)/bin
 SHARED_MODEL ?= ../shared/models/yolov8n_int8.tflite
 
-.PHONY: setup models demo test lint accuracy
+.PHONY: setup models browser demo test lint accuracy
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,12 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 
-test: setup
+# Debian's chromium and chromedriver for the review page's browser test; without root
+# (or apt) the install is skipped and that test skips with its reason.
+browser:
+	-@bash scripts/install-browser.sh
+
+test: setup browser
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 

@@ -35,6 +35,7 @@ from service.clips import DEFAULT_AFTER_S, DEFAULT_BEFORE_S, ClipRecorder, purge
 from service.db import DB_ENV, database_url
 from service.delivery import EventHub, MqttPublisher, WebhookSender, WebhookTarget, add_live_routes
 from service.metrics import Metrics
+from service.review_routes import add_review_routes
 from service.store import AlertStore
 from service.workers import (
     AnalyserFactory,
@@ -210,6 +211,7 @@ def build_service(
             cameras=cameras,
         )
         add_control_routes(app, pool)
+        add_review_routes(app)  # the trainers' and managers' page at /review
         sender = None
         if webhooks:
             sender = WebhookSender(
