@@ -1,27 +1,55 @@
 """Frames in, `FrameObservation`s out: detect, track, pose, look at the hands, compute features.
 
-The one vision path every front end (`inspect`, `analyze`, later `serve` and
+The one vision path every front end (`inspect`, `analyze`, `serve`, `evaluate`,
 `bench`) drives. Pose runs only on persons a `pose_filter` selects (all of
-them by default), so a site can limit it to people in post or standby zones.
+them by default), so a site can limit it to people in its zones
+(`zone_pose_filter`).
 
 Phones are small: the full-frame detector at 640 finds a phone in hand in one
 photo of seven. So each posed person's hands get a second look: a square crop
 around the wrists (about a shoulder width each side), which the detector's
 letterbox upscales. Crop detections are kept as evidence (`source="wrist"`).
+
+Throughput levers (issue 5; figures in docs/performance.md). On a 2-core box
+the detector costs about 40 ms a call and BlazePose about 30 ms a person, and
+a posed person costs up to two more detector calls for the wrist crops, so a
+plain frame with one person is ~150 ms: far from 8 cameras at 5 fps (25 ms a
+frame). Each lever is a `PipelineOptions` switch; `plain=True` turns all of
+them off, so the baseline stays one flag away and every figure is a ratio
+against it:
+
+* `motion_gate`: a downscaled grey frame is compared with the one of the last
+  detection; when (almost) nothing changed, detection is skipped and the last
+  tracks and objects are carried (nobody can have come or gone without moving).
+* `detect_every=k`: the detector runs on every k-th frame; the frames between
+  carry the last boxes and track ids.
+* `pose_reuse`: a track whose box barely moved and whose pixels did not change
+  since its last pose keeps its landmarks (and wrist-crop finds), shifted with
+  the box, for at most `pose_reuse_max_s`.
+* `wrist_gate`: a wrist crop only for a hand in front of the body, not for an
+  arm hanging at the side or held behind the back (no phone can be read there).
+* `pose_filter`: pose only for the persons it selects (`zone_pose_filter`:
+  those standing in a post, standby, staff-only or work zone).
+
+Carried and reused results are the same objects the plain pipeline would have
+produced one or a few frames earlier: the rules see a frame that lags, never
+one that invents. Still images (`track=False`) always run every stage.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import cv2
 import numpy as np
 
 from vision.detect import Boxes, Detector
-from vision.features import compute_features
+from vision.features import Body, compute_features, hand_pose
 from vision.observation import Detection, FrameObservation, PersonObservation
-from vision.pose import L_SHOULDER, L_WRIST, R_SHOULDER, R_WRIST, PoseEstimator, crop_square
+from vision.pose import L_SHOULDER, L_WRIST, R_SHOULDER, R_WRIST, Pose, PoseEstimator, crop_square
 from vision.track import PersonTracker
 
 if TYPE_CHECKING:
@@ -29,10 +57,25 @@ if TYPE_CHECKING:
 
 PoseFilter = Callable[[np.ndarray, FrameObservation], bool]
 HAND_OBJECTS = ("cell phone", "remote", "book", "cup", "bottle", "wine glass")
+MODES = ("plain", "fast")
+#: Zone kinds whose occupants are posed by `zone_pose_filter`: every kind whose rules or staff
+#: checks read landmarks (person clauses in post/standby, uniforms in staff-only and work zones).
+POSED_ZONE_KINDS = ("post", "standby", "staff_only", "work")
+#: Hand positions (`vision.features.hand_pose`) where a wrist crop cannot show a phone in use.
+HANDS_AWAY = ("at_sides", "behind")
+MOTION_WIDTH = 160  # px: the grey frame motion is measured on (noise and cost both shrink with it)
+STAGES = ("motion", "detect", "track", "pose", "wrist", "features")
 
 
 @dataclass
 class PipelineOptions:
+    """How one camera's frames are analysed. Lever defaults are documented in docs/performance.md.
+
+    `stages_ms` and `counts` are accumulators the pipeline adds to on every frame (milliseconds per
+    stage, and how often each stage ran or was skipped); pipelines sharing one options object add
+    to the same totals, which is what the benchmark wants for "all cameras".
+    """
+
     fps: float = 5.0  # analysis rate, for the tracker's lost buffer
     imgsz: int = 640
     person_conf: float = 0.35
@@ -41,11 +84,90 @@ class PipelineOptions:
     wrist_imgsz: int = 640  # fixed-size exports (TFLite) only take their own size
     lost_buffer_s: float = 3.0
     pose_filter: PoseFilter | None = None
+    # -- throughput levers (module doc); `plain` switches every one of them off -------------------
+    plain: bool = False
+    motion_gate: bool = True
+    motion_delta: int = 16  # grey levels (of 255) a blurred pixel must change by to count as moved
+    motion_share: float = 0.002  # share of the frame that must change to run the detector again
+    motion_max_skip_s: float = 2.0  # detect at least this often even in a still scene
+    detect_every: int = 1
+    pose_reuse: bool = True
+    pose_reuse_share: float = 0.02  # share of a person's box that may change while landmarks are reused
+    pose_reuse_shift: float = 0.04  # box centre/size change, in box heights, still "barely moved"
+    pose_reuse_max_s: float = 1.0  # re-estimate at least this often
+    wrist_gate: bool = True
+    wrist_every: int = 1  # run a track's wrist crops on every k-th pose, carry their finds between
     stages_ms: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def for_mode(cls, mode: str, **kwargs: Any) -> PipelineOptions:
+        """`plain` (every lever off: the baseline) or `fast` (the defaults), with overrides."""
+        if mode not in MODES:
+            raise ValueError(f"unknown pipeline mode {mode!r}; use one of {', '.join(MODES)}")
+        return cls(plain=mode == "plain", **kwargs)
+
+    # The effective switches: what `plain` leaves of each lever.
+    @property
+    def gating(self) -> bool:
+        return self.motion_gate and not self.plain
+
+    @property
+    def every(self) -> int:
+        return 1 if self.plain else max(1, int(self.detect_every))
+
+    @property
+    def reusing(self) -> bool:
+        return self.pose_reuse and not self.plain
+
+    @property
+    def crops_every(self) -> int:
+        return 1 if self.plain else max(1, int(self.wrist_every))
+
+    @property
+    def wrist_gating(self) -> bool:
+        return self.wrist_gate and not self.plain
+
+    @property
+    def filtering(self) -> PoseFilter | None:
+        return None if self.plain else self.pose_filter
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
+
+
+@dataclass
+class _PoseMemo:
+    """A track's last pose estimate: where the box was, what the pixels looked like, what was found;
+    and its last wrist crops: what they found, where the wrists were, how many poses ago."""
+
+    t: float
+    box: np.ndarray
+    small: np.ndarray | None  # the motion image of that frame
+    pose: Pose | None
+    wrist: list[Detection]  # the wrist finds used with this pose (cropped or carried)
+    crop_found: list[Detection]
+    crop_wrists: np.ndarray | None  # (2, 2) wrist positions when the crops ran; NaN where unseen
+    crop_age: int = 0  # poses since the crops ran
+
+
+class _Clock:
+    """Adds the time of each `with` block to a stage in the options' `stages_ms`."""
+
+    def __init__(self, options: PipelineOptions, stage: str) -> None:
+        self.options, self.stage = options, stage
+
+    def __enter__(self) -> _Clock:
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        ms = (time.perf_counter() - self.t0) * 1000.0
+        self.options.stages_ms[self.stage] = self.options.stages_ms.get(self.stage, 0.0) + ms
 
 
 class Pipeline:
-    """One camera's vision state (its tracker) around shared models."""
+    """One camera's vision state (its tracker, carried detections, pose memory) around shared models."""
 
     def __init__(
         self,
@@ -59,75 +181,289 @@ class Pipeline:
         self.pose = pose
         self.options = options or PipelineOptions()
         self.camera = camera
-        self.tracker = PersonTracker(self.options.fps, self.options.lost_buffer_s) if track else None
+        # With detection on every k-th frame the tracker sees fps/k updates a second: its lost
+        # buffer (in updates) must shrink with it to stay `lost_buffer_s` long.
+        rate = self.options.fps / self.options.every
+        self.tracker = PersonTracker(rate, self.options.lost_buffer_s) if track else None
+        self._since_detect = 0  # frames since the last detector run
+        self._detect_t: float | None = None
+        self._detect_small: np.ndarray | None = None
+        self._carry: tuple[list[tuple[int, np.ndarray, float]], list[Detection]] | None = None
+        self._memo: dict[int, _PoseMemo] = {}
+        self._width = 1
 
     def process(self, frame: Frame) -> FrameObservation:
         image = frame.image
         h, w = image.shape[:2]
         o = self.options
-        boxes = self.detector.detect(image, imgsz=o.imgsz, conf=min(o.person_conf, o.object_conf))
-        persons = _keep(boxes.of("person"), o.person_conf)
-        objects = _keep(boxes.of(*HAND_OBJECTS, "tie"), o.object_conf)
+        o.count("frames")
+        self._width = w
+        small = None
+        if self.tracker is not None and (o.gating or o.reusing):
+            with _Clock(o, "motion"):
+                small = motion_image(image)
+        if self._should_detect(frame.t, small):
+            tracks, objects = self._detect(image, (h, w))
+            self._carry = (tracks, objects)
+            self._since_detect, self._detect_t, self._detect_small = 0, frame.t, small
+        else:
+            assert self._carry is not None
+            tracks, objects = self._carry
+            self._since_detect += 1
+            o.count("detect_skipped")
         obs = FrameObservation(frame.camera, frame.t, frame.index, w, h)
-        obs.objects = [
-            Detection(lbl, float(c), b) for lbl, c, b in zip(objects.labels, objects.confidence, objects.xyxy)
-        ]
-
-        if self.tracker is not None:
-            tracks = [(t.track_id, t.xyxy, t.confidence) for t in self.tracker.update(persons, (h, w))]
-        else:  # a still image: number persons left to right
-            order = np.argsort(persons.xyxy[:, 0]) if len(persons) else []
-            tracks = [(i + 1, persons.xyxy[j], float(persons.confidence[j])) for i, j in enumerate(order)]
+        obs.objects = list(objects)
 
         ties = [d for d in obs.objects if d.label == "tie"]
         owner = _nearest_owner(ties, [box for _, box, _ in tracks])
+        pose_filter = o.filtering
         for k, (track_id, box, conf) in enumerate(tracks):
-            person = PersonObservation(int(track_id), np.asarray(box, float), conf)
-            if o.pose_filter is None or o.pose_filter(person.box, obs):
-                pose = self.pose.estimate(image, person.box)
+            person = PersonObservation(int(track_id), np.array(box, float), conf)  # a copy: boxes are carried
+            wrist: list[Detection] = []
+            if pose_filter is None or pose_filter(person.box, obs):
+                pose, wrist = self._pose_and_wrists(image, person, frame.t, small)
                 if pose is not None:
                     person.keypoints, person.keypoints_world, person.visibility = (
                         pose.keypoints,
                         pose.world,
                         pose.visibility,
                     )
-            held = [d for d in obs.objects if d.label in HAND_OBJECTS]
-            if person.keypoints is not None and o.wrist_crops:
-                held = held + self._wrist_detections(image, person)
-            person.held = held
-            person.features, person.evidence = compute_features(
-                person.keypoints,
-                person.keypoints_world,
-                person.visibility,
-                person.box,
-                held,
-                [t for t, o in zip(ties, owner) if o == k],
-            )
-            # Keep only the objects that ended up associated with this person's hands.
-            person.held = [d for d in held if _near_any(d, person)]
+            else:
+                o.count("pose_filtered")
+            with _Clock(o, "features"):
+                held = [d for d in obs.objects if d.label in HAND_OBJECTS] + wrist
+                person.held = held
+                person.features, person.evidence = compute_features(
+                    person.keypoints,
+                    person.keypoints_world,
+                    person.visibility,
+                    person.box,
+                    held,
+                    [t for t, o_ in zip(ties, owner) if o_ == k],
+                )
+                # Keep only the objects that ended up associated with this person's hands.
+                person.held = [d for d in held if _near_any(d, person)]
             obs.persons.append(person)
+        self._forget(frame.t, {p.track_id for p in obs.persons})
         return obs
 
-    def _wrist_detections(self, image: np.ndarray, person: PersonObservation) -> list[Detection]:
-        """Detect hand-held objects in square crops around the wrists, mapped back to the frame."""
-        kp, vis = person.keypoints, person.visibility
-        assert kp is not None and vis is not None
+    # -- detection ---------------------------------------------------------------------------------
+
+    def _should_detect(self, t: float, small: np.ndarray | None) -> bool:
+        """Whether this frame needs the detector, or may carry the last detection's boxes."""
+        o = self.options
+        if self.tracker is None or self._carry is None or self._detect_t is None:
+            return True
+        if self._since_detect + 1 < o.every:
+            return False
+        if o.gating and small is not None and self._detect_small is not None:
+            still = changed_share(small, self._detect_small, o.motion_delta) < o.motion_share
+            if still and t - self._detect_t < o.motion_max_skip_s:
+                return False
+        return True
+
+    def _detect(
+        self, image: np.ndarray, shape: tuple[int, int]
+    ) -> tuple[list[tuple[int, np.ndarray, float]], list[Detection]]:
+        o = self.options
+        o.count("detect")
+        with _Clock(o, "detect"):
+            boxes = self.detector.detect(image, imgsz=o.imgsz, conf=min(o.person_conf, o.object_conf))
+        persons = _keep(boxes.of("person"), o.person_conf)
+        objects = _keep(boxes.of(*HAND_OBJECTS, "tie"), o.object_conf)
+        found = [
+            Detection(lbl, float(c), b) for lbl, c, b in zip(objects.labels, objects.confidence, objects.xyxy)
+        ]
+        with _Clock(o, "track"):
+            if self.tracker is not None:
+                tracks = [(t.track_id, t.xyxy, t.confidence) for t in self.tracker.update(persons, shape)]
+            else:  # a still image: number persons left to right
+                order = np.argsort(persons.xyxy[:, 0]) if len(persons) else []
+                tracks = [(i + 1, persons.xyxy[j], float(persons.confidence[j])) for i, j in enumerate(order)]
+        return tracks, found
+
+    # -- pose and hands ----------------------------------------------------------------------------
+
+    def _pose_and_wrists(
+        self, image: np.ndarray, person: PersonObservation, t: float, small: np.ndarray | None
+    ) -> tuple[Pose | None, list[Detection]]:
+        """The person's landmarks and wrist-crop detections: estimated, or reused when nothing moved."""
+        o = self.options
+        memo = self._memo.get(person.track_id) if self.tracker is not None else None
+        if o.reusing and memo is not None and self._reusable(memo, person.box, t, small):
+            o.count("pose_reused")
+            shift = _centre(person.box) - _centre(memo.box)
+            return _shifted_pose(memo.pose, shift), [_shifted(d, shift) for d in memo.wrist]
+        o.count("pose")
+        with _Clock(o, "pose"):
+            pose = self.pose.estimate(image, person.box)
+        wrist: list[Detection] = []
+        found, wrists, age = [], None, 0
+        if pose is not None and o.wrist_crops:
+            now = _wrists(pose)
+            if memo is not None and memo.crop_wrists is not None and memo.crop_age + 1 < o.crops_every:
+                # Carry the last crops' finds with the hands: a phone in hand stays for seconds.
+                o.count("wrist_carried")
+                found, wrists, age = memo.crop_found, memo.crop_wrists, memo.crop_age + 1
+                shift = _mean_shift(wrists, now, _centre(person.box) - _centre(memo.box))
+                wrist = [_shifted(d, shift) for d in found]
+            else:
+                with _Clock(o, "wrist"):
+                    wrist = self._wrist_detections(image, pose, person.height_px)
+                found, wrists = wrist, now
+        if self.tracker is not None and (o.reusing or o.crops_every > 1):
+            self._memo[person.track_id] = _PoseMemo(
+                t, person.box.copy(), small, pose, wrist, found, wrists, age
+            )
+        return pose, wrist
+
+    def _reusable(self, memo: _PoseMemo, box: np.ndarray, t: float, small: np.ndarray | None) -> bool:
+        """A track's last pose still holds: recent, box barely moved, and its pixels did not change."""
+        o = self.options
+        if t - memo.t > o.pose_reuse_max_s or small is None or memo.small is None:
+            return False
+        if memo.small.shape != small.shape:
+            return False
+        height = max(float(memo.box[3] - memo.box[1]), 1.0)
+        if np.abs(np.asarray(box, float) - memo.box).max() > o.pose_reuse_shift * height:
+            return False
+        scale = small.shape[1] / max(self._width, 1)
+        x1, y1, x2, y2 = _small_rect(np.asarray(box, float), memo.box, scale, small.shape)
+        if x2 <= x1 or y2 <= y1:
+            return False
+        share = changed_share(small[y1:y2, x1:x2], memo.small[y1:y2, x1:x2], o.motion_delta)
+        return share < o.pose_reuse_share
+
+    def _wrist_detections(self, image: np.ndarray, pose: Pose, height_px: float) -> list[Detection]:
+        """Detect hand-held objects in square crops around the wrists, mapped back to the frame.
+
+        With `wrist_gate`, a hand hanging at the side or held behind the back gets no crop: a phone
+        there is not in use, and each crop costs a full detector call.
+        """
+        o = self.options
+        kp, vis = pose.keypoints, pose.visibility
         shoulder = float(np.linalg.norm(kp[L_SHOULDER] - kp[R_SHOULDER]))
-        half = max(shoulder, 0.12 * person.height_px, 24.0)
-        wrists = [kp[i] for i in (L_WRIST, R_WRIST) if vis[i] >= 0.2]
+        half = max(shoulder, 0.12 * height_px, 24.0)
+        sides = [(s, i) for s, i in (("left", L_WRIST), ("right", R_WRIST)) if vis[i] >= 0.2]
+        if o.wrist_gating and sides:
+            body = Body(kp, pose.world, vis)
+            kept = [(s, i) for s, i in sides if hand_pose(body, s)[0] not in HANDS_AWAY]
+            o.count("wrist_gated", len(sides) - len(kept))
+            sides = kept
+        wrists = [kp[i] for _, i in sides]
         if not wrists:
             return []
         if len(wrists) == 2 and np.linalg.norm(wrists[0] - wrists[1]) < half:
             wrists = [(wrists[0] + wrists[1]) / 2]
         out: list[Detection] = []
         for c in wrists:
+            o.count("wrist_crops")
             x0, y0, side = int(c[0] - half), int(c[1] - half), int(2 * half)
             crop = crop_square(image, x0, y0, side)
-            found = self.detector.detect(crop, imgsz=self.options.wrist_imgsz, conf=self.options.object_conf)
+            found = self.detector.detect(crop, imgsz=o.wrist_imgsz, conf=o.object_conf)
             found = found.of(*HAND_OBJECTS)
             for lbl, conf, b in zip(found.labels, found.confidence, found.xyxy):
                 out.append(Detection(lbl, float(conf), b + np.array([x0, y0, x0, y0], float), "wrist"))
         return out
+
+    def _forget(self, t: float, seen: set[int]) -> None:
+        """Drop the pose memory of tracks gone for longer than the tracker keeps them."""
+        stale = [k for k, m in self._memo.items() if k not in seen and t - m.t > self.options.lost_buffer_s]
+        for k in stale:
+            del self._memo[k]
+
+
+def motion_image(image: np.ndarray, width: int = MOTION_WIDTH) -> np.ndarray:
+    """The frame as a small blurred grey image: what motion is measured on.
+
+    Why small and blurred: compression noise and sensor grain flicker single pixels from frame to
+    frame; averaging them away (INTER_AREA, then a 3x3 blur) leaves changes the size of a hand.
+    About 0.5 ms for a 848x480 frame.
+    """
+    h, w = image.shape[:2]
+    size = (width, max(1, int(round(h * width / max(w, 1)))))
+    grey = cv2.cvtColor(cv2.resize(image, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+    return cv2.GaussianBlur(grey, (3, 3), 0)
+
+
+def changed_share(a: np.ndarray, b: np.ndarray, delta: int = 16) -> float:
+    """Share of pixels whose grey level differs by more than `delta` between two motion images."""
+    if a.size == 0:
+        return 0.0
+    return float(np.count_nonzero(cv2.absdiff(a, b) > delta)) / a.size
+
+
+def zone_pose_filter(zones: Iterable[Any], kinds: Sequence[str] = POSED_ZONE_KINDS) -> PoseFilter | None:
+    """A `pose_filter` that poses only persons standing in one of the camera's zones of `kinds`.
+
+    Why: person clauses judge only who stands in a post or standby zone (`CameraRules`), and
+    uniforms are matched for staff-only and work zones; a customer crossing the lobby costs a pose
+    and two wrist crops for nothing. The feet are taken from the box (the landmarks are what is
+    being saved), at its bottom centre, a quarter in from its corners and a tenth of its height
+    below, so a person whose box ends just short of the polygon (legs hidden by the desk) is still
+    posed. `zones` are
+    `calibration.site.Zone`s (anything with `kind` and `contains((x, y))`). None when the camera
+    has no such zone: then everybody is judged, and everybody is posed.
+    """
+    chosen = [z for z in zones if getattr(z, "kind", None) in kinds]
+    if not chosen:
+        return None
+
+    def in_zone(box: np.ndarray, _obs: FrameObservation) -> bool:
+        x1, y1, x2, y2 = (float(v) for v in box)
+        cx, bw, up = (x1 + x2) / 2, x2 - x1, 0.1 * (y2 - y1)
+        points = [(cx, y2), (x1 + 0.25 * bw, y2), (x2 - 0.25 * bw, y2), (cx, y2 + up)]
+        return any(z.contains(p) for z in chosen for p in points)
+
+    return in_zone
+
+
+def options_for_camera(camera: Any, mode: str = "fast", **kwargs: Any) -> PipelineOptions:
+    """The options `serve` gives a site camera: its analysis rate and, in `fast` mode, a pose
+    filter on its zones (`zone_pose_filter`). `camera` is a `calibration.site.Camera`."""
+    pose_filter = zone_pose_filter(getattr(camera, "zones", []) or []) if mode == "fast" else None
+    return PipelineOptions.for_mode(mode, fps=float(camera.fps), pose_filter=pose_filter, **kwargs)
+
+
+def _centre(box: np.ndarray) -> np.ndarray:
+    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2], float)
+
+
+def _shifted(d: Detection, shift: np.ndarray) -> Detection:
+    offset = np.array([shift[0], shift[1], shift[0], shift[1]], float)
+    return Detection(d.label, d.confidence, d.box + offset, d.source)
+
+
+def _shifted_pose(pose: Pose | None, shift: np.ndarray) -> Pose | None:
+    """The same landmarks moved with the box (world landmarks are hip-centred: unchanged)."""
+    if pose is None:
+        return None
+    return Pose(pose.keypoints + shift, pose.world, pose.visibility)
+
+
+def _wrists(pose: Pose) -> np.ndarray:
+    """Both wrists' image positions, NaN where BlazePose barely sees them."""
+    out = pose.keypoints[[L_WRIST, R_WRIST]].astype(float).copy()
+    out[pose.visibility[[L_WRIST, R_WRIST]] < 0.2] = np.nan
+    return out
+
+
+def _mean_shift(before: np.ndarray, now: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """How far the hands moved (mean over wrists seen both times), else how far the box moved."""
+    moved = now - before
+    seen = ~np.isnan(moved).any(axis=1)
+    return moved[seen].mean(axis=0) if seen.any() else fallback
+
+
+def _small_rect(
+    box: np.ndarray, before: np.ndarray, scale: float, shape: tuple[int, ...]
+) -> tuple[int, int, int, int]:
+    """The union of two boxes in motion-image pixels, clipped to the image."""
+    x1 = int(np.floor(min(box[0], before[0]) * scale))
+    y1 = int(np.floor(min(box[1], before[1]) * scale))
+    x2 = int(np.ceil(max(box[2], before[2]) * scale))
+    y2 = int(np.ceil(max(box[3], before[3]) * scale))
+    return max(x1, 0), max(y1, 0), min(x2, shape[1]), min(y2, shape[0])
 
 
 def _keep(boxes: Boxes, conf: float) -> Boxes:

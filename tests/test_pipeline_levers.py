@@ -1,0 +1,252 @@
+"""The pipeline's throughput levers (issue 5) do what they say, on real frames: behaviour, not timings.
+
+Each lever is checked through `PipelineOptions.counts` (how often each stage ran or was skipped)
+and the observations themselves: what is carried or reused must be what was found before, and
+`plain=True` must run every stage on every frame whatever the other switches say.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pytest
+from conftest import make_pipeline, media_path
+
+from vision.pipeline import (
+    Pipeline,
+    PipelineOptions,
+    changed_share,
+    motion_image,
+    options_for_camera,
+    zone_pose_filter,
+)
+from vision.sources import Frame, open_source
+
+CHAIR = "A_effiscan_person_chair_sit_stand_leave_upright.mp4"
+OFFICE = "A_office_openplan_workers_seated.mp4"
+models = [pytest.mark.media, pytest.mark.model]
+
+# Every lever on (the plain test checks that `plain` overrides all of them).
+ALL_ON = dict(motion_gate=True, detect_every=3, pose_reuse=True, wrist_gate=True, wrist_every=3)
+ALL_OFF = dict(motion_gate=False, detect_every=1, pose_reuse=False, wrist_gate=False, wrist_every=1)
+
+
+@lru_cache(maxsize=4)
+def frames(name: str) -> tuple[Frame, ...]:
+    with open_source(str(media_path(name)), fps=5) as source:
+        return tuple(source)
+
+
+def pipeline(**options: object) -> Pipeline:
+    """A tracking pipeline with these options around the test run's shared models."""
+    shared = make_pipeline()
+    return Pipeline(shared.detector, shared.pose, PipelineOptions(fps=5.0, **options))  # type: ignore[arg-type]
+
+
+def repeated(frame: Frame, n: int) -> list[Frame]:
+    """The same picture n times, 0.2 s apart: a scene where nothing moves."""
+    return [Frame(frame.camera, frame.t + 0.2 * i, frame.index + i, frame.image.copy()) for i in range(n)]
+
+
+def track_boxes(obs) -> dict[int, list[float]]:
+    return {p.track_id: [round(float(v), 3) for v in p.box] for p in obs.persons}
+
+
+# ----------------------------------------------------------------------------------- no models
+
+
+def test_motion_image_sees_a_moved_block_but_not_noise():
+    rng = np.random.default_rng(0)
+    base = rng.integers(90, 110, size=(480, 640, 3), dtype=np.uint8)
+    noisy = np.clip(base.astype(int) + rng.integers(-4, 5, size=base.shape), 0, 255).astype(np.uint8)
+    moved = base.copy()
+    moved[200:280, 300:360] = 250  # a bright object the size of a hand came into view
+    a, b, c = motion_image(base), motion_image(noisy), motion_image(moved)
+    assert a.shape == (120, 160)
+    assert changed_share(a, b) < 0.002
+    assert changed_share(a, c) > 0.01
+
+
+def test_zone_pose_filter_selects_feet_in_duty_zones_only():
+    from calibration.site import Zone
+
+    post = Zone(
+        name="desk", kind="post", role="front_desk", polygon=[(0, 400), (200, 400), (200, 480), (0, 480)]
+    )
+    lobby = Zone(name="lobby", kind="customer", polygon=[(300, 400), (640, 400), (640, 480), (300, 480)])
+    choose = zone_pose_filter([post, lobby])
+    assert choose is not None
+    assert choose(np.array([50.0, 100.0, 150.0, 450.0]), None)  # feet in the post
+    assert not choose(np.array([400.0, 100.0, 500.0, 450.0]), None)  # feet in the customer area
+    # Legs hidden by the desk: the box ends just short of the post; a tenth of its height still counts.
+    assert choose(np.array([50.0, 60.0, 150.0, 395.0]), None)
+    assert zone_pose_filter([lobby]) is None  # no zone whose occupants are judged: pose everyone
+
+
+def test_modes_and_camera_options():
+    assert PipelineOptions.for_mode("plain").plain
+    fast = PipelineOptions.for_mode("fast")
+    assert not fast.plain and fast.gating and fast.reusing
+    with pytest.raises(ValueError, match="unknown pipeline mode"):
+        PipelineOptions.for_mode("turbo")
+    plain = PipelineOptions(plain=True, **ALL_ON, pose_filter=lambda box, obs: False)
+    assert (plain.gating, plain.every, plain.reusing, plain.wrist_gating, plain.crops_every) == (
+        False,
+        1,
+        False,
+        False,
+        1,
+    )
+    assert plain.filtering is None
+
+    class Camera:
+        fps = 5.0
+        zones: list = []
+
+    assert options_for_camera(Camera(), "plain").plain
+    assert options_for_camera(Camera()).pose_filter is None  # no zones: everybody posed
+
+
+# ----------------------------------------------------------------------------------- real frames
+
+
+@pytest.mark.media
+@pytest.mark.model
+def test_motion_gate_skips_detection_on_a_still_scene_and_carries_the_tracks():
+    still = repeated(frames(CHAIR)[12], 5)
+    p = pipeline(**{**ALL_OFF, "motion_gate": True})
+    obs = [p.process(f) for f in still]
+    assert p.options.counts["detect"] == 1
+    assert p.options.counts["detect_skipped"] == 4
+    assert obs[0].persons, "the chair clip shows a person at frame 12"
+    assert all(track_boxes(o) == track_boxes(obs[0]) for o in obs[1:])
+
+
+@pytest.mark.media
+@pytest.mark.model
+def test_motion_gate_runs_detection_when_something_moves():
+    clip = frames(CHAIR)
+    p = pipeline(**{**ALL_OFF, "motion_gate": True})
+    for f in repeated(clip[12], 3):
+        p.process(f)
+    assert p.options.counts["detect"] == 1
+    moved = clip[20]  # 1.6 s later: the person sat down
+    p.process(Frame(moved.camera, clip[12].t + 0.6, moved.index, moved.image))
+    assert p.options.counts["detect"] == 2
+
+
+@pytest.mark.media
+@pytest.mark.model
+def test_motion_gate_still_detects_after_the_longest_skip():
+    p = pipeline(**{**ALL_OFF, "motion_gate": True, "motion_max_skip_s": 0.5})
+    for f in repeated(frames(CHAIR)[12], 5):  # t = 0, 0.2 ... 0.8 s: detect at 0 and at 0.6
+        p.process(f)
+    assert p.options.counts["detect"] == 2
+
+
+@pytest.mark.media
+@pytest.mark.model
+def test_every_kth_frame_detection_carries_boxes_and_track_ids():
+    clip = frames(CHAIR)[10:16]
+    p = pipeline(**{**ALL_OFF, "detect_every": 3})
+    obs = [p.process(f) for f in clip]
+    assert p.options.counts["detect"] == 2  # frames 0 and 3
+    assert p.options.counts["detect_skipped"] == 4
+    assert obs[0].persons and obs[3].persons
+    assert track_boxes(obs[1]) == track_boxes(obs[2]) == track_boxes(obs[0])
+    assert track_boxes(obs[4]) == track_boxes(obs[5]) == track_boxes(obs[3])
+    assert set(track_boxes(obs[3])) == set(track_boxes(obs[0])), "the same person keeps the same id"
+    # Pose still runs on every frame, on the carried boxes.
+    assert all(person.keypoints is not None for o in obs for person in o.persons)
+
+
+@pytest.mark.media
+@pytest.mark.model
+def test_pose_filter_limits_pose_to_the_selected_persons():
+    frame = frames(OFFICE)[0]
+    mid = frame.image.shape[1] / 2
+    p = pipeline(**ALL_OFF, pose_filter=lambda box, obs: (box[0] + box[2]) / 2 < mid)
+    obs = p.process(frame)
+    left = [q for q in obs.persons if (q.box[0] + q.box[2]) / 2 < mid]
+    right = [q for q in obs.persons if (q.box[0] + q.box[2]) / 2 >= mid]
+    assert left and right, "the office clip has workers on both halves"
+    assert all(q.keypoints is None for q in right)
+    assert p.options.counts["pose"] == len(left)
+    assert p.options.counts["pose_filtered"] == len(right)
+    assert any(q.keypoints is not None for q in left)
+
+
+@pytest.mark.media
+@pytest.mark.model
+def test_pose_reuse_on_a_still_person_and_fresh_pose_once_they_move():
+    clip = frames(CHAIR)
+    p = pipeline(**{**ALL_OFF, "pose_reuse": True})
+    still = [p.process(f) for f in repeated(clip[12], 4)]
+    assert p.options.counts["pose"] == 1
+    assert p.options.counts["pose_reused"] == 3
+    first, last = still[0].persons[0], still[-1].persons[0]
+    assert np.allclose(first.keypoints, last.keypoints)
+    assert first.features.posture == last.features.posture
+    moved = clip[20]
+    p.process(Frame(moved.camera, clip[12].t + 0.8, moved.index, moved.image))
+    assert p.options.counts["pose"] == 2
+
+
+@pytest.mark.media
+@pytest.mark.model
+def test_plain_mode_runs_every_stage_on_every_frame():
+    clip = list(repeated(frames(CHAIR)[12], 3)) + list(frames(CHAIR)[13:16])
+    p = pipeline(plain=True, **ALL_ON, pose_filter=lambda box, obs: False)
+    obs = [p.process(f) for f in clip]
+    persons = sum(len(o.persons) for o in obs)
+    counts = p.options.counts
+    assert counts["frames"] == counts["detect"] == len(clip)
+    assert counts["pose"] == persons > 0
+    for skipped in ("detect_skipped", "pose_reused", "pose_filtered", "wrist_gated", "wrist_carried"):
+        assert counts.get(skipped, 0) == 0, skipped
+    assert "motion" not in p.options.stages_ms
+    # ... and gives what the plain pipeline gives: the same observations as all levers off.
+    q = pipeline(**ALL_OFF)
+    assert [o.to_json() for o in obs] == [q.process(f).to_json() for f in clip]
+
+
+@pytest.mark.media
+@pytest.mark.model
+def test_wrist_gate_skips_crops_for_hanging_arms_only():
+    clip = frames(CHAIR)[5:15]
+    plain = pipeline(plain=True)
+    gated = pipeline(**{**ALL_OFF, "wrist_gate": True})
+    for f in clip:
+        plain.process(f)
+        gated.process(f)
+    assert plain.options.counts.get("wrist_crops", 0) > 0
+    assert gated.options.counts.get("wrist_gated", 0) > 0
+    assert gated.options.counts.get("wrist_crops", 0) < plain.options.counts["wrist_crops"]
+
+
+@pytest.mark.media
+@pytest.mark.model
+def test_wrist_crops_every_kth_pose_carry_their_finds():
+    clip = frames(CHAIR)[10:16]
+    p = pipeline(**{**ALL_OFF, "wrist_every": 3})
+    for f in clip:
+        p.process(f)
+    counts = p.options.counts
+    assert counts.get("wrist_carried", 0) > 0
+    assert counts["pose"] == 6
+
+
+@pytest.mark.media
+@pytest.mark.model
+def test_still_images_run_every_stage_whatever_the_levers():
+    frame = frames(OFFICE)[0]
+    shared = make_pipeline(track=False)
+    p = Pipeline(
+        shared.detector, shared.pose, PipelineOptions(**{**ALL_ON, "wrist_gate": False}), track=False
+    )
+    q = Pipeline(shared.detector, shared.pose, PipelineOptions(plain=True), track=False)
+    for _ in range(2):
+        assert p.process(frame).to_json() == q.process(frame).to_json()
+    assert p.options.counts["detect"] == 2
+    assert p.options.counts.get("pose_reused", 0) == 0
