@@ -74,3 +74,19 @@ def media() -> Path:
     if not MEDIA.exists():
         pytest.skip(NO_MEDIA)
     return MEDIA
+
+
+@pytest.fixture(params=("sqlite", "postgresql"))
+def db_url(request: pytest.FixtureRequest, tmp_path: Path):
+    """A scratch database of each backend: a SQLite file, and a fresh schema on the PostgreSQL
+    server every development and CI machine runs (skipped with the reason if it is unreachable)."""
+    from contextlib import ExitStack
+
+    from service.testing import DatabaseUnavailable, scratch_database
+
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(scratch_database(request.param, tmp_path))
+        except DatabaseUnavailable as exc:
+            pytest.skip(str(exc))
+        yield url

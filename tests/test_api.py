@@ -12,7 +12,6 @@ import io
 import logging
 import re
 from collections.abc import Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -26,20 +25,11 @@ from service.api import create_app, encode_cursor
 from service.keys import create_key, revoke_key
 from service.metrics import Metrics
 from service.store import APPROVAL_CANCELLED, APPROVAL_CREATED, AlertStore, StoreEvent
-from service.testing import BACKENDS, DatabaseUnavailable, scratch_database
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
 SQUARE = [[0, 0], [100, 0], [100, 100], [0, 100]]
 
 
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with ExitStack() as stack:
-        try:
-            url = stack.enter_context(scratch_database(request.param, tmp_path))
-        except DatabaseUnavailable as exc:
-            pytest.skip(str(exc))
-        yield url
 
 
 def site(name: str, cameras: dict[str, str]) -> Site:

@@ -16,10 +16,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -40,7 +38,6 @@ from service.delivery import (
 from service.keys import create_key, revoke_key
 from service.serve import BackgroundServer
 from service.store import AlertStore
-from service.testing import BACKENDS, DatabaseUnavailable, scratch_database
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
 SQUARE = [[0, 0], [100, 0], [100, 100], [0, 100]]
@@ -254,14 +251,6 @@ def mqtt_available() -> bool:
 # -- fixtures ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with ExitStack() as stack:
-        try:
-            url = stack.enter_context(scratch_database(request.param, tmp_path))
-        except DatabaseUnavailable as exc:
-            pytest.skip(str(exc))
-        yield url
 
 
 def site(name: str) -> Site:

@@ -25,7 +25,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -47,7 +46,6 @@ from service.delivery import WebhookTarget
 from service.keys import authenticate
 from service.serve import BackgroundServer, build_service, create_key_command
 from service.store import AlertFilter, AlertStore
-from service.testing import BACKENDS, DatabaseUnavailable, scratch_database
 from service.workers import RulesRecorder, WorkerOptions, default_opener
 from vision.observation import FrameObservation, read_jsonl
 from vision.sources import Frame, FrameSource, SourceInfo
@@ -163,14 +161,6 @@ def decode(data: bytes, folder: Path) -> tuple[str, int, float]:
         return codec, frames, float(container.duration or 0) / 1e6
 
 
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with ExitStack() as stack:
-        try:
-            url = stack.enter_context(scratch_database(request.param, tmp_path))
-        except DatabaseUnavailable as exc:
-            pytest.skip(str(exc))
-        yield url
 
 
 # -- end to end, with the models ---------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -37,7 +36,6 @@ from service.store import (
     Scope,
     StoreEvent,
 )
-from service.testing import BACKENDS, DatabaseUnavailable, scratch_database
 from vision.observation import read_jsonl
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -57,14 +55,6 @@ class Clock:
         self.now += timedelta(seconds=seconds)
 
 
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with ExitStack() as stack:
-        try:
-            url = stack.enter_context(scratch_database(request.param, tmp_path))
-        except DatabaseUnavailable as exc:
-            pytest.skip(str(exc))
-        yield url
 
 
 @pytest.fixture
