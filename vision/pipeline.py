@@ -95,6 +95,7 @@ class PipelineOptions:
     pose_reuse_share: float = 0.02  # share of a person's box that may change while landmarks are reused
     pose_reuse_shift: float = 0.04  # box centre/size change, in box heights, still "barely moved"
     pose_reuse_max_s: float = 1.0  # re-estimate at least this often
+    pose_reuse_still_s: float = 0.6  # ... and only for a track whose box has been still this long
     wrist_gate: bool = True
     wrist_every: int = 1  # run a track's wrist crops on every k-th pose, carry their finds between
     stages_ms: dict[str, float] = field(default_factory=dict)
@@ -189,8 +190,12 @@ class Pipeline:
         self._detect_t: float | None = None
         self._detect_small: np.ndarray | None = None
         self._carry: tuple[list[tuple[int, np.ndarray, float]], list[Detection]] | None = None
+        self._shown: list[tuple[int, np.ndarray, float]] = []  # the boxes of the last frame
+        self._velocity: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}  # id -> (frame, box, px/frame)
+        self._still_since: dict[int, tuple[float, np.ndarray]] = {}  # id -> (since when, box then)
         self._memo: dict[int, _PoseMemo] = {}
         self._width = 1
+        self._frame_no = 0
 
     def process(self, frame: Frame) -> FrameObservation:
         image = frame.image
@@ -202,15 +207,23 @@ class Pipeline:
         if self.tracker is not None and (o.gating or o.reusing):
             with _Clock(o, "motion"):
                 small = motion_image(image)
-        if self._should_detect(frame.t, small):
+        self._frame_no += 1
+        why = self._skip_reason(frame.t, small)
+        if why is None:
             tracks, objects = self._detect(image, (h, w))
             self._carry = (tracks, objects)
             self._since_detect, self._detect_t, self._detect_small = 0, frame.t, small
+            self._learn_velocity(tracks)
         else:
             assert self._carry is not None
-            tracks, objects = self._carry
             self._since_detect += 1
             o.count("detect_skipped")
+            objects = self._carry[1]
+            # Between k-th frames people keep walking: move each box on at its track's velocity (so a
+            # walker's foot point does not stall and jump, which reads as standing); in a still
+            # frame nothing moved, so the last boxes stay.
+            tracks = self._extrapolated() if why == "kth" else self._shown
+        self._shown = tracks
         obs = FrameObservation(frame.camera, frame.t, frame.index, w, h)
         obs.objects = list(objects)
 
@@ -249,18 +262,41 @@ class Pipeline:
 
     # -- detection ---------------------------------------------------------------------------------
 
-    def _should_detect(self, t: float, small: np.ndarray | None) -> bool:
-        """Whether this frame needs the detector, or may carry the last detection's boxes."""
+    def _skip_reason(self, t: float, small: np.ndarray | None) -> str | None:
+        """Why this frame may carry the last detection ("kth", "still"), or None: run the detector."""
         o = self.options
         if self.tracker is None or self._carry is None or self._detect_t is None:
-            return True
+            return None
         if self._since_detect + 1 < o.every:
-            return False
+            return "kth"
         if o.gating and small is not None and self._detect_small is not None:
             still = changed_share(small, self._detect_small, o.motion_delta) < o.motion_share
             if still and t - self._detect_t < o.motion_max_skip_s:
-                return False
-        return True
+                return "still"
+        return None
+
+    def _learn_velocity(self, tracks: list[tuple[int, np.ndarray, float]]) -> None:
+        """Each track's box velocity (pixels a frame) between its last two detections."""
+        now, every = self._frame_no, self.options.every
+        known = self._velocity
+        for track_id, box, _ in tracks:
+            box = np.asarray(box, float)
+            before = known.get(track_id)
+            gap = now - before[0] if before is not None else 0
+            v = (box - before[1]) / gap if before is not None and 0 < gap <= 2 * every else np.zeros(4)
+            known[track_id] = (now, box, v)
+        for track_id in [k for k, (n, _, _) in known.items() if now - n > 4 * every]:
+            del known[track_id]
+
+    def _extrapolated(self) -> list[tuple[int, np.ndarray, float]]:
+        """The last detection's tracks moved on by their velocity to this frame."""
+        assert self._carry is not None
+        out = []
+        for track_id, box, conf in self._carry[0]:
+            seen = self._velocity.get(track_id)
+            moved = box if seen is None else seen[1] + seen[2] * (self._frame_no - seen[0])
+            out.append((track_id, moved, conf))
+        return out
 
     def _detect(
         self, image: np.ndarray, shape: tuple[int, int]
@@ -290,7 +326,13 @@ class Pipeline:
         """The person's landmarks and wrist-crop detections: estimated, or reused when nothing moved."""
         o = self.options
         memo = self._memo.get(person.track_id) if self.tracker is not None else None
-        if o.reusing and memo is not None and self._reusable(memo, person.box, t, small):
+        still = self._still_for(person, t) if o.reusing else 0.0
+        if (
+            o.reusing
+            and memo is not None
+            and still >= o.pose_reuse_still_s
+            and self._reusable(memo, person.box, t, small)
+        ):
             o.count("pose_reused")
             shift = _centre(person.box) - _centre(memo.box)
             return _shifted_pose(memo.pose, shift), [_shifted(d, shift) for d in memo.wrist]
@@ -316,6 +358,20 @@ class Pipeline:
                 t, person.box.copy(), small, pose, wrist, found, wrists, age
             )
         return pose, wrist
+
+    def _still_for(self, person: PersonObservation, t: float) -> float:
+        """Seconds this track's box has stayed within `pose_reuse_shift` of where it came to rest.
+
+        Why: a walker's box can move less than the shift limit between two frames (walking toward
+        the camera), yet their pose changes every step; only a person at rest gets landmarks reused.
+        """
+        o = self.options
+        rest = self._still_since.get(person.track_id)
+        height = max(person.height_px, 1.0)
+        if rest is None or np.abs(person.box - rest[1]).max() > o.pose_reuse_shift * height:
+            self._still_since[person.track_id] = (t, person.box.copy())
+            return 0.0
+        return t - rest[0]
 
     def _reusable(self, memo: _PoseMemo, box: np.ndarray, t: float, small: np.ndarray | None) -> bool:
         """A track's last pose still holds: recent, box barely moved, and its pixels did not change."""
@@ -371,6 +427,8 @@ class Pipeline:
         stale = [k for k, m in self._memo.items() if k not in seen and t - m.t > self.options.lost_buffer_s]
         for k in stale:
             del self._memo[k]
+        for k in [k for k in self._still_since if k not in seen]:
+            del self._still_since[k]
 
 
 def motion_image(image: np.ndarray, width: int = MOTION_WIDTH) -> np.ndarray:
