@@ -257,3 +257,19 @@ def test_still_images_run_every_stage_whatever_the_levers():
         assert p.process(frame).to_json() == q.process(frame).to_json()
     assert p.options.counts["detect"] == 2
     assert p.options.counts.get("pose_reused", 0) == 0
+
+
+@pytest.mark.media
+@pytest.mark.model
+def test_detector_threads_change_the_speed_not_the_boxes():
+    from vision.detect import Detector
+
+    shared = make_pipeline().detector
+    if not str(shared.weights).endswith(".tflite"):
+        pytest.skip("detector threads apply to TFLite weights only")
+    two = Detector(shared.weights, threads=2)
+    assert two.threads == 2
+    image = frames(OFFICE)[0].image
+    a, b = shared.detect(image), two.detect(image)
+    assert a.labels == b.labels
+    assert np.allclose(a.xyxy, b.xyxy, atol=0.5) and np.allclose(a.confidence, b.confidence, atol=1e-3)

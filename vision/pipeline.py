@@ -11,29 +11,36 @@ around the wrists (about a shoulder width each side), which the detector's
 letterbox upscales. Crop detections are kept as evidence (`source="wrist"`).
 
 Throughput levers (issue 5; figures in docs/performance.md). On a 2-core box
-the detector costs about 40 ms a call and BlazePose about 30 ms a person, and
+the detector costs about 40 ms a call and BlazePose about 35 ms a person, and
 a posed person costs up to two more detector calls for the wrist crops, so a
 plain frame with one person is ~150 ms: far from 8 cameras at 5 fps (25 ms a
 frame). Each lever is a `PipelineOptions` switch; `plain=True` turns all of
 them off, so the baseline stays one flag away and every figure is a ratio
-against it:
+against it. On by default (`fast`) are only the levers whose evaluation on
+../shared/media stayed within 2 points of plain (bench/accuracy_levers.py):
 
-* `motion_gate`: a downscaled grey frame is compared with the one of the last
-  detection; when (almost) nothing changed, detection is skipped and the last
-  tracks and objects are carried (nobody can have come or gone without moving).
-* `detect_every=k`: the detector runs on every k-th frame; the frames between
-  carry the last boxes and track ids.
-* `pose_reuse`: a track whose box barely moved and whose pixels did not change
-  since its last pose keeps its landmarks (and wrist-crop finds), shifted with
-  the box, for at most `pose_reuse_max_s`.
-* `wrist_gate`: a wrist crop only for a hand in front of the body, not for an
-  arm hanging at the side or held behind the back (no phone can be read there).
-* `pose_filter`: pose only for the persons it selects (`zone_pose_filter`:
-  those standing in a post, standby, staff-only or work zone).
+* `motion_gate` (on): a downscaled grey frame is compared with the one of the
+  last detection; when (almost) nothing changed, detection is skipped and the
+  last tracks and objects are carried (nobody comes or goes without moving).
+* `pose_reuse` (on): a track at rest (its box within a few % of where it came
+  to rest for `pose_reuse_still_s`) whose pixels did not change since its last
+  pose keeps its landmarks and wrist finds, for at most `pose_reuse_max_s`.
+  Without the rest and pixel conditions, a walker's landmarks froze for a
+  frame and walking went undetected.
+* `wrist_gate` (on): a wrist crop only for a hand in front of the body, not for
+  an arm hanging at the side or held behind the back.
+* `wrist_every=k` (3): a track's wrist crops run on every k-th pose; between,
+  their finds move with the hands (a phone in hand stays for seconds).
+* `detect_every=k` (off, 1): the detector runs on every k-th frame; the
+  frames between move each box on at its track's velocity. Off by default: at
+  5 fps the walking events, whose speed is read from the foot point frame to
+  frame, fall apart (docs/performance.md).
+* `pose_filter` (`serve` sets `zone_pose_filter` for a camera with zones):
+  pose only for persons standing in a post, standby, staff-only or work zone.
 
-Carried and reused results are the same objects the plain pipeline would have
-produced one or a few frames earlier: the rules see a frame that lags, never
-one that invents. Still images (`track=False`) always run every stage.
+Carried and reused results are what the plain pipeline found one or a few
+frames earlier: the rules see a frame that lags, never one that invents.
+Still images (`track=False`) always run every stage.
 """
 
 from __future__ import annotations
@@ -97,7 +104,7 @@ class PipelineOptions:
     pose_reuse_max_s: float = 1.0  # re-estimate at least this often
     pose_reuse_still_s: float = 0.6  # ... and only for a track whose box has been still this long
     wrist_gate: bool = True
-    wrist_every: int = 1  # run a track's wrist crops on every k-th pose, carry their finds between
+    wrist_every: int = 3  # run a track's wrist crops on every k-th pose, carry their finds between
     stages_ms: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
 
