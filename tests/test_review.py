@@ -245,7 +245,7 @@ def test_review_page_lists_streams_plays_and_reviews_alerts(browser: Any, tmp_pa
             row = _text(d, f'#alerts li[data-id="{seeded.id}"]')
             assert "d5.stance.01" in row and "track 3" in row
             assert d.execute_script("return sessionStorage.getItem('postwatch.review.key')") == key
-            _wait(d, lambda d: _shown(d, "#live").get_attribute("data-state") == "connected", 10, "SSE")
+            _wait(d, lambda d: _shown(d, "#live").get_attribute("data-state") == "connected", 30, "SSE")
             cameras = [o.get_attribute("value") for o in Select(_shown(d, "#f-camera")).options]
             assert cameras == ["", "chair"]
             d.execute_script("window.__samePage = true")
@@ -254,7 +254,7 @@ def test_review_page_lists_streams_plays_and_reviews_alerts(browser: Any, tmp_pa
             service.start()
             row_of = f'#alerts li[data-clause="{ABANDONED}"]'
             alert_id, text = _wait(
-                d, lambda d: (e := _shown(d, row_of)) and (int(e.get_attribute("data-id")), e.text), 30, "it"
+                d, lambda d: (e := _shown(d, row_of)) and (int(e.get_attribute("data-id")), e.text), 90, "it"
             )
             assert "new" in text and d.execute_script("return window.__samePage") is True
             assert alert_id > seeded.id and _listed(d)[0] == alert_id  # newest first
@@ -262,9 +262,10 @@ def test_review_page_lists_streams_plays_and_reviews_alerts(browser: Any, tmp_pa
             # 5. Its clip plays once written (the page gets alert.media live), the clause beside it.
             _click(d, f'#alerts li[data-id="{alert_id}"] button', "the live alert")
             _wait(d, lambda d: _shown(d, f'#detail-title[data-id="{alert_id}"]'), 10, "the alert's detail")
-            _wait(d, lambda d: _shown(d, '#clip[data-loaded="true"]'), 30, "the clip in the page")
+            # Generous waits: the clip is encoded after the alert's seconds-after window, on a busy machine.
+            _wait(d, lambda d: _shown(d, '#clip[data-loaded="true"]'), 90, "the clip in the page")
             # The file has ended by now: once closed, nothing more re-renders the detail under the test.
-            _wait(d, lambda d: "closed" in _text(d, "#detail-title"), 10, "the alert to close")
+            _wait(d, lambda d: "closed" in _text(d, "#detail-title"), 30, "the alert to close")
             played = d.execute_async_script(PLAY)
             assert played["error"] is None, played
             assert played["readyState"] >= 2 and played["now"] > played["start"] + 0.3, played
@@ -339,7 +340,7 @@ def test_the_live_list_resumes_after_a_dropped_stream_and_a_trainer_cannot_revie
         d.get(first.url + "/review/")
         _shown(d, "#key").send_keys(key)
         _shown(d, "#key-form button").click()
-        _wait(d, lambda d: _shown(d, "#live").get_attribute("data-state") == "connected", 10, "SSE")
+        _wait(d, lambda d: _shown(d, "#live").get_attribute("data-state") == "connected", 30, "SSE")
         before = store.open_alert(violation("d5.stance.01", "desk"), "desk", "shop")
         _wait(d, lambda d: _listed(d) == [before.id], 10, "the first live alert")
         d.execute_script("window.__samePage = true")
