@@ -77,8 +77,10 @@ CHAIR_ZONE = {
     "polygon": [[100, 560], [380, 560], [400, 848], [80, 848]],
 }
 #: Lever names usable after a `+` in a variant ("plain+motion", "fast+every3", "fast+threads2").
-LEVERS = ("motion", "reuse", "reusebox", "wrist", "cropsK", "zones", "everyK", "threadsN")
-SINGLE_LEVERS = ("motion", "every2", "every3", "reuse", "wrist", "crops3", "zones", "threads2")
+LEVERS = (
+    "motion", "reuse", "reusebox", "wrist", "cropsK", "zones", "everyK", "threadsN", "workersN",
+)  # fmt: skip
+SINGLE_LEVERS = ("motion", "every2", "every3", "reuse", "wrist", "crops3", "zones", "threads2", "workers2")
 STAGE_ORDER = ("decode", "motion", "detect", "track", "pose", "wrist", "features", "rules")
 
 
@@ -94,6 +96,7 @@ class Variant:
     overrides: dict[str, Any] = field(default_factory=dict)
     zones: bool | None = None  # None: as the mode has it (fast: on)
     threads: int | None = None
+    workers: int = 1  # inference threads, each with its own models
 
     @classmethod
     def parse(cls, spec: str) -> Variant:
@@ -129,6 +132,8 @@ class Variant:
                 v.overrides["detect_every"] = int(lever[5:]) if on else 1
             elif re.fullmatch(r"threads\d+", lever):
                 v.threads = int(lever[7:]) if on else None
+            elif re.fullmatch(r"workers\d+", lever):
+                v.workers = int(lever[7:]) if on else 1
             else:
                 raise ValueError(f"unknown lever {lever!r} in {spec!r}; levers: {', '.join(LEVERS)}")
         return v
@@ -226,7 +231,7 @@ def measure(variant: Variant, streams: int, seconds: float, warmup: float, weigh
     from service.models import utcnow
     from service.serve import build_service
     from service.store import ALERT_OPENED
-    from service.workers import ModelAnalysers, default_opener
+    from service.workers import ModelAnalysers, WorkerOptions, default_opener
 
     rules_ms: dict[str, float] = {}
     workers.CameraRules = timed_rules(rules_ms)  # type: ignore[misc]
@@ -263,6 +268,7 @@ def measure(variant: Variant, streams: int, seconds: float, warmup: float, weigh
             loop_files=True,
             analysers=analysers,
             opener=decode.opener(default_opener(folder)),
+            worker_options=WorkerOptions(inference_threads=variant.workers),
         )
         service.store.subscribe(on_alert, [ALERT_OPENED])
         pool = service.pool
@@ -520,7 +526,9 @@ def main(argv: list[str] | None = None) -> int:
         "--mode",
         default="plain,fast",
         help="comma-separated variants: plain, fast, or either with +lever/-lever "
-        "(motion, reuse, reusebox, wrist, crops<k>, zones, every<k>, threads<n>); plain always runs first",
+        "(motion, reuse, reusebox, wrist, crops<k>, zones, every<k>, threads<n>, "
+        "workers<n>); "
+        "plain always runs first",
     )
     parser.add_argument(
         "--repeat", type=int, default=1, help="runs of each configuration, interleaved; medians reported"

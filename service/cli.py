@@ -31,6 +31,8 @@ app = typer.Typer(
 
 DEMO = "demo"
 EXIT_SOURCE_PROBLEMS = 3  # analysed what decoded, but the file lied about itself or was damaged
+#: `serve --inference-threads`: one per CPU core up to two (docs/performance.md).
+DEFAULT_INFERENCE_THREADS = max(1, min(2, os.cpu_count() or 1))
 
 app.add_typer(calibrate_app, name="calibrate")
 app.command("evaluate")(evaluate_command)
@@ -218,12 +220,26 @@ def serve(
     weights: Annotated[
         str | None, typer.Option(help="Detector weights (see README for the search order).")
     ] = None,
+    inference_threads: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=16,
+            help="Threads analysing frames, each with its own copy of the models (about 150 MB); "
+            "cameras are shared between them. More than the CPU cores gains nothing "
+            "(docs/performance.md).",
+        ),
+    ] = DEFAULT_INFERENCE_THREADS,
 ) -> None:
     """Run the alert service: the HTTP API (OpenAPI at /docs) and one worker per camera of the site."""
     from service.serve import run, site_options
+    from service.workers import WorkerOptions
 
     options = site_options(site)
-    run(site, host=host, port=port, db=db, loop_files=loop, weights=weights, out_dir=out, **options)
+    run(
+        site, host=host, port=port, db=db, loop_files=loop, weights=weights, out_dir=out,
+        worker_options=WorkerOptions(inference_threads=inference_threads), **options,
+    )  # fmt: skip
 
 
 keys_app = typer.Typer(help="API keys: each has a role (admin, manager, trainer, security) and site scope.")

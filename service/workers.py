@@ -63,8 +63,10 @@ if TYPE_CHECKING:
     from service.clips import ClipRecorder
     from service.metrics import Metrics
     from service.store import Alert, AlertStore, Approval
+    from vision.detect import Detector
     from vision.observation import FrameObservation
     from vision.pipeline import PipelineOptions
+    from vision.pose import PoseEstimator
 
 log = logging.getLogger("postwatch.workers")
 
@@ -92,6 +94,7 @@ class WorkerOptions:
     refresh_every_s: float = 2.0
     retry_first_s: float = 0.5
     retry_max_s: float = 10.0
+    inference_threads: int = 1
 
 
 @dataclass
@@ -150,13 +153,16 @@ class FrameQueue:
 
 
 class ModelAnalysers:
-    """The shared models: one Detector and one PoseEstimator, one `Pipeline` per camera.
+    """The shared models: a Detector and a PoseEstimator per inference thread, a `Pipeline` per camera.
 
-    Loaded when constructed (so `serve` fails at start on missing weights, not in a thread)
-    and then used only by the inference thread. `mode` is the pipeline's (`fast`: the lever
-    defaults plus pose only in the camera's zones; `plain`: every lever off), `options`
-    replaces it with a per-camera factory (the benchmark's lever variants), and
-    `detector_threads` sets the TFLite interpreter's threads (docs/performance.md).
+    The first set is loaded when constructed (so `serve` fails at start on missing weights, not in
+    a thread); each further inference thread loads its own set the first time it analyses a frame,
+    because neither the TFLite interpreter nor a MediaPipe graph may run on two threads at once. A
+    camera's pipeline (its tracker and memories) is used by one thread at a time (the pool claims the
+    camera), with the models of whichever thread that is. `mode` is the pipeline's (`fast`: the lever
+    defaults plus pose only in the camera's zones; `plain`: every lever off), `options` replaces it
+    with a per-camera factory (the benchmark's lever variants), and `detector_threads` sets the
+    TFLite interpreter's threads (docs/performance.md).
     """
 
     def __init__(
@@ -167,22 +173,55 @@ class ModelAnalysers:
         detector_threads: int | None = None,
         options: Callable[[Camera], PipelineOptions] | None = None,
     ) -> None:
-        from vision.detect import Detector
         from vision.pipeline import MODES
-        from vision.pose import PoseEstimator
 
         if mode not in MODES:
             raise ValueError(f"unknown pipeline mode {mode!r}; use one of {', '.join(MODES)}")
-        self.detector = Detector(weights, threads=detector_threads)
-        self.pose = PoseEstimator()
+        self.weights = weights
+        self.detector_threads = detector_threads
+        self.detector, self.pose = self._load()
+        self._spare: list[tuple[Detector, PoseEstimator]] = [(self.detector, self.pose)]
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._loaded = 1
         self.mode = mode
         self.options = options
+
+    def _load(self) -> tuple[Detector, PoseEstimator]:
+        from vision.detect import Detector
+        from vision.pose import PoseEstimator
+
+        return Detector(self.weights, threads=self.detector_threads), PoseEstimator()
+
+    @property
+    def sets(self) -> int:
+        """How many model sets are loaded (one per inference thread that has run)."""
+        return self._loaded
+
+    def models(self) -> tuple[Detector, PoseEstimator]:
+        """This thread's detector and pose estimator (loaded on its first call)."""
+        mine = getattr(self._local, "models", None)
+        if mine is None:
+            with self._lock:
+                if self._spare:
+                    mine = self._spare.pop()
+                else:
+                    mine = self._load()
+                    self._loaded += 1
+            self._local.models = mine
+        return mine
 
     def __call__(self, camera: Camera) -> Analyser:
         from vision.pipeline import Pipeline, options_for_camera
 
         options = self.options(camera) if self.options is not None else options_for_camera(camera, self.mode)
-        return Pipeline(self.detector, self.pose, options, camera=camera.id).process
+        pipeline = Pipeline(self.detector, self.pose, options, camera=camera.id)
+
+        def analyse(frame: Frame) -> FrameObservation:
+            pipeline.detector, pipeline.pose = self.models()
+            return pipeline.process(frame)
+
+        return analyse
 
 
 def default_opener(demo_dir: Path | None = None) -> Opener:
@@ -454,6 +493,13 @@ class CameraWorker:
 
     # -- inference thread --------------------------------------------------------------------------
 
+    def claim(self) -> bool:
+        """Take this camera for one inference thread; False while another one holds it."""
+        return self._lock.acquire(blocking=False)
+
+    def unclaim(self) -> None:
+        self._lock.release()
+
     def process(self, item: Any) -> None:
         """Analyse one queued frame: pipeline, rules, alerts, clip frames. Never raises."""
         with self._lock:
@@ -653,7 +699,9 @@ class WorkerPool:
         self._unsubscribe = self.store.subscribe(self._on_store_event, [APPROVAL_CREATED, APPROVAL_CANCELLED])
         for worker in self.workers.values():
             worker.start()
-        for name, target in (("inference", self._inference), ("camera-monitor", self._monitor)):
+        threads = max(1, int(self.options.inference_threads))
+        names = [f"inference-{i}" for i in range(threads)] if threads > 1 else ["inference"]
+        for name, target in [*((n, self._inference) for n in names), ("camera-monitor", self._monitor)]:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -697,15 +745,25 @@ class WorkerPool:
         self.workers[a.camera].approval_event(a, cancelled=event.kind == APPROVAL_CANCELLED)
 
     def _inference(self) -> None:
-        """Round-robin over the cameras' queues: one frame per camera per pass."""
+        """Round-robin over the cameras' queues: one frame per camera per pass.
+
+        With several inference threads (`WorkerOptions.inference_threads`) each runs this loop
+        with its own models; a camera busy on another thread is passed over, so a camera's frames
+        are still analysed one at a time and in order.
+        """
         while not self._stop.is_set():
             self._wake.clear()
             busy = False
             for worker in list(self.workers.values()):
-                item = worker.queue.get_nowait()
-                if item is not None:
-                    busy = True
-                    worker.process(item)
+                if not worker.claim():
+                    continue
+                try:
+                    item = worker.queue.get_nowait()
+                    if item is not None:
+                        busy = True
+                        worker.process(item)
+                finally:
+                    worker.unclaim()
             if not busy:
                 self._wake.wait(0.2)
 

@@ -161,8 +161,6 @@ def decode(data: bytes, folder: Path) -> tuple[str, int, float]:
         return codec, frames, float(container.duration or 0) / 1e6
 
 
-
-
 # -- end to end, with the models ---------------------------------------------------------------------
 
 
@@ -516,3 +514,82 @@ def test_events_of_engines_and_zones_with_the_same_index_become_two_alerts(db_ur
     assert closed.id == stored[1][1].id and not closed.open
     assert store.get_alert(stored[0][1].id).open  # type: ignore[union-attr]  # the person's alert untouched
     store.close()
+
+
+class WatchedAnalysers(ReplayAnalysers):
+    """ReplayAnalysers that note which thread analysed each camera's frames, in which order, and
+    whether a camera was ever analysed on two threads at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: dict[str, list[tuple[int, str]]] = {}
+        self.active: set[str] = set()
+        self.overlaps = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, camera: Camera) -> Any:
+        replay = super().__call__(camera)
+
+        def analyse(frame: Frame) -> FrameObservation:
+            with self._lock:
+                self.overlaps += camera.id in self.active
+                self.active.add(camera.id)
+            time.sleep(0.005)  # long enough for the other thread to try the same camera
+            try:
+                obs = replay(frame)
+            finally:
+                with self._lock:
+                    self.active.discard(camera.id)
+                    self.seen.setdefault(camera.id, []).append((frame.index, threading.current_thread().name))
+            return obs
+
+        return analyse
+
+
+@pytest.mark.media
+def test_two_inference_threads_share_the_cameras_and_keep_each_cameras_frames_in_order(
+    tmp_path: Path,
+) -> None:
+    """`inference_threads=2`: both threads work, a camera is never analysed on two threads at
+    once, its frames arrive in order, and each camera raises its abandonment alert as with one."""
+    chair = str(media_path(CHAIR))
+    site_path = write_site(tmp_path, "two", {"a": chair, "b": chair, "c": chair})
+    analysers = WatchedAnalysers()
+    service = build_service(
+        site_path, db=f"sqlite:///{tmp_path / 'site.db'}", out_dir=tmp_path / "media", realtime=False,
+        analysers=analysers, worker_options=WorkerOptions(inference_threads=2),
+    )  # fmt: skip
+    with service:
+        workers = service.pool.workers.values()
+        wait_until(lambda: all(w.ended for w in workers), 60, "every camera to reach the end of its file")
+        alerts = service.store.list_alerts(AlertFilter(sites=["two"], clauses=[ABANDONED]))
+    assert analysers.overlaps == 0
+    threads = {name for seen in analysers.seen.values() for _, name in seen}
+    assert threads == {"inference-0", "inference-1"}
+    for camera, seen in analysers.seen.items():
+        indices = [i for i, _ in seen]
+        assert indices == sorted(indices) and len(set(indices)) == len(indices), camera
+        assert len(indices) > 50, camera  # the whole 5-fps clip
+    assert sorted(a.camera for a in alerts) == ["a", "b", "c"]
+
+
+@pytest.mark.media
+def test_model_analysers_load_one_model_set_per_inference_thread() -> None:
+    """Each thread that analyses gets its own detector and pose graph (neither is thread-safe);
+    a thread keeps its set, and the set loaded at start is the first thread's."""
+    from service.workers import ModelAnalysers
+
+    analysers = ModelAnalysers(weights())
+    got: dict[str, list[Any]] = {}
+
+    def use(name: str) -> None:
+        got[name] = [analysers.models(), analysers.models()]
+
+    threads = [threading.Thread(target=use, args=(n,)) for n in ("t0", "t1")]
+    for t in threads:
+        t.start()
+        t.join()
+    assert got["t0"][0] is got["t0"][1] and got["t1"][0] is got["t1"][1]
+    assert got["t0"][0] == (analysers.detector, analysers.pose)
+    assert got["t1"][0][0] is not analysers.detector and got["t1"][0][1] is not analysers.pose
+    assert analysers.sets == 2
