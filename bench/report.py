@@ -25,10 +25,13 @@ LEVER_TEXT = {
     "reuse": "pose reused (shifted with the box) while a track's box barely moved and its pixels "
     "did not change",
     "reusebox": "pose reused while a track's box barely moved (no pixel check)",
+    "track": "pose tracking: BlazePose's landmark model on the square the track's previous landmarks give "
+    "(MediaPipe's tracking mode without its person detector), the full estimate every 2 s",
     "wrist": "wrist crops only for hands in front of the body (not hanging at the sides or behind the back)",
     "crops3": "a track's wrist crops on every 3rd pose, their finds carried with the hands between",
     "zones": "pose only for persons in post/standby/staff-only/work zones (the chair camera's post)",
     "threads2": "TFLite detector on 2 threads instead of Ultralytics' cpu_count-1 = 1",
+    "workers2": "two inference threads, each with its own detector and pose graph, sharing the cameras",
 }
 
 
@@ -43,7 +46,7 @@ def _lever(name: str) -> str:
     if name == "plain":
         return "baseline: every frame detected, every person posed, both wrists cropped"
     if name == "fast":
-        return "the defaults (`PipelineOptions()` / `mode=fast`)"
+        return "what `serve` runs: the lever defaults (`PipelineOptions()`) and its inference threads"
     return name
 
 
@@ -104,7 +107,7 @@ def throughput_tables(doc: dict[str, Any]) -> list[str]:
         "",
         "| variant | N | "
         + " | ".join(STAGES)
-        + " | detections run / skipped | poses run / reused / filtered "
+        + " | detections run / skipped | poses run (of them tracked) / reused / filtered "
         "| wrist crops run / gated / carried |",
         "|---|---|" + "---|" * len(STAGES) + "---|---|---|",
     ]
@@ -114,7 +117,8 @@ def throughput_tables(doc: dict[str, Any]) -> list[str]:
         out.append(
             f"| {r['variant']} | {r['streams']} | {stages} | "
             f"{c.get('detect', 0)} / {c.get('detect_skipped', 0)} | "
-            f"{c.get('pose', 0)} / {c.get('pose_reused', 0)} / {c.get('pose_filtered', 0)} | "
+            f"{c.get('pose', 0)} ({c.get('pose_tracked', 0)}) / {c.get('pose_reused', 0)} / "
+            f"{c.get('pose_filtered', 0)} | "
             f"{c.get('wrist_crops', 0)} / {c.get('wrist_gated', 0)} / {c.get('wrist_carried', 0)} |"
         )
     out.append("")

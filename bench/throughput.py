@@ -9,7 +9,8 @@ What is measured, and how. Each (variant, N) runs in a fresh child process (so p
 configuration's, and no model state leaks between variants) that builds the service exactly as
 `postwatch serve` does: `service.serve.build_service` on a generated site file of N cameras, each
 a clip of ../shared/media looped and paced at its own clock (`realtime=True`, `loop_files=True`)
-at 5 analysed fps, with the per-camera capture threads, the one shared inference thread, the rules,
+at 5 analysed fps, with the per-camera capture threads, the inference threads (`plain`: one; `fast`:
+`serve`'s default, one per core up to two, each with its own models), the rules,
 the SQLite `AlertStore` and the clip recorder. Only three things are wrapped, to read the clocks:
 the opener (time spent decoding in each source), `CameraRules.update` (the rules) and the store's
 subscription (alert latency). Per-stage pipeline times come from `PipelineOptions.stages_ms`.
@@ -78,9 +79,11 @@ CHAIR_ZONE = {
 }
 #: Lever names usable after a `+` in a variant ("plain+motion", "fast+every3", "fast+threads2").
 LEVERS = (
-    "motion", "reuse", "reusebox", "wrist", "cropsK", "zones", "everyK", "threadsN", "workersN",
+    "motion", "reuse", "reusebox", "track", "wrist", "cropsK", "zones", "everyK", "threadsN", "workersN",
 )  # fmt: skip
-SINGLE_LEVERS = ("motion", "every2", "every3", "reuse", "wrist", "crops3", "zones", "threads2", "workers2")
+SINGLE_LEVERS = (
+    "motion", "every2", "every3", "reuse", "track", "wrist", "crops3", "zones", "threads2", "workers2",
+)  # fmt: skip
 STAGE_ORDER = ("decode", "motion", "detect", "track", "pose", "wrist", "features", "rules")
 
 
@@ -96,7 +99,7 @@ class Variant:
     overrides: dict[str, Any] = field(default_factory=dict)
     zones: bool | None = None  # None: as the mode has it (fast: on)
     threads: int | None = None
-    workers: int = 1  # inference threads, each with its own models
+    workers: int = 1  # inference threads, each with its own models (`fast`: serve's default)
 
     @classmethod
     def parse(cls, spec: str) -> Variant:
@@ -108,12 +111,21 @@ class Variant:
         if mode not in ("plain", "fast"):
             raise ValueError(f"variant {spec!r} must start with plain or fast")
         v = cls(spec.strip(), mode)
+        if mode == "fast":  # what `serve` runs: its inference threads too
+            from service.cli import DEFAULT_INFERENCE_THREADS
+
+            v.workers = DEFAULT_INFERENCE_THREADS
         for sign, lever in zip(parts[1::2], parts[2::2]):
             on = sign == "+"
             if on and mode == "plain":
                 v.mode = "fast"  # levers need the fast path; switch every default one off first
                 v.overrides.update(
-                    motion_gate=False, pose_reuse=False, wrist_gate=False, detect_every=1, wrist_every=1
+                    motion_gate=False,
+                    pose_reuse=False,
+                    pose_track=False,
+                    wrist_gate=False,
+                    detect_every=1,
+                    wrist_every=1,
                 )
                 v.zones = False if v.zones is None else v.zones
             if lever == "motion":
@@ -122,6 +134,8 @@ class Variant:
                 v.overrides["pose_reuse"] = on
             elif lever == "reusebox":  # reuse on the box alone, without the pixel check
                 v.overrides.update(pose_reuse=on, pose_reuse_share=1.0)
+            elif lever == "track":
+                v.overrides["pose_track"] = on
             elif lever == "wrist":
                 v.overrides["wrist_gate"] = on
             elif re.fullmatch(r"crops\d+", lever):
@@ -526,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
         "--mode",
         default="plain,fast",
         help="comma-separated variants: plain, fast, or either with +lever/-lever "
-        "(motion, reuse, reusebox, wrist, crops<k>, zones, every<k>, threads<n>, "
+        "(motion, reuse, reusebox, track, wrist, crops<k>, zones, every<k>, threads<n>, "
         "workers<n>); "
         "plain always runs first",
     )

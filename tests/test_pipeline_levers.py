@@ -28,8 +28,12 @@ OFFICE = "A_office_openplan_workers_seated.mp4"
 models = [pytest.mark.media, pytest.mark.model]
 
 # Every lever on (the plain test checks that `plain` overrides all of them).
-ALL_ON = dict(motion_gate=True, detect_every=3, pose_reuse=True, wrist_gate=True, wrist_every=3)
-ALL_OFF = dict(motion_gate=False, detect_every=1, pose_reuse=False, wrist_gate=False, wrist_every=1)
+ALL_ON = dict(
+    motion_gate=True, detect_every=3, pose_reuse=True, pose_track=True, wrist_gate=True, wrist_every=3
+)
+ALL_OFF = dict(
+    motion_gate=False, detect_every=1, pose_reuse=False, pose_track=False, wrist_gate=False, wrist_every=1
+)
 
 
 @lru_cache(maxsize=4)
@@ -98,6 +102,7 @@ def test_modes_and_camera_options():
         False,
         1,
     )
+    assert not plain.tracking and fast.tracking
     assert plain.filtering is None
 
     class Camera:
@@ -210,7 +215,8 @@ def test_plain_mode_runs_every_stage_on_every_frame():
     counts = p.options.counts
     assert counts["frames"] == counts["detect"] == len(clip)
     assert counts["pose"] == persons > 0
-    for skipped in ("detect_skipped", "pose_reused", "pose_filtered", "wrist_gated", "wrist_carried"):
+    skips = ("detect_skipped", "pose_reused", "pose_tracked", "pose_filtered", "wrist_gated", "wrist_carried")
+    for skipped in skips:
         assert counts.get(skipped, 0) == 0, skipped
     assert "motion" not in p.options.stages_ms
     # ... and gives what the plain pipeline gives: the same observations as all levers off.
@@ -273,3 +279,44 @@ def test_detector_threads_change_the_speed_not_the_boxes():
     a, b = shared.detect(image), two.detect(image)
     assert a.labels == b.labels
     assert np.allclose(a.xyxy, b.xyxy, atol=0.5) and np.allclose(a.confidence, b.confidence, atol=1e-3)
+
+
+@pytest.mark.media
+@pytest.mark.model
+def test_pose_tracking_follows_a_moving_person_with_the_landmarks_of_a_full_estimate():
+    """The chair clip's man sits down and gets up (frames 10-30): after the first full estimate,
+    his landmarks come from the square his previous ones give, and stay where MediaPipe's full
+    graph (person detector included) puts them: median within 3 % of his height."""
+    clip = frames(CHAIR)[10:30]
+    tracked = pipeline(**{**ALL_OFF, "pose_track": True, "pose_track_refresh_s": 100.0})
+    full = pipeline(**ALL_OFF)
+    errors = []
+    for f in clip:
+        a, b = tracked.process(f), full.process(f)
+        for p, q in zip(a.persons, b.persons):
+            if p.keypoints is None or q.keypoints is None:
+                continue
+            seen = q.visibility > 0.5
+            h = float(q.box[3] - q.box[1])
+            errors.append(float(np.median(np.hypot(*(p.keypoints - q.keypoints)[seen].T))) / h)
+            assert p.features.posture == q.features.posture or "unknown" in (
+                p.features.posture.value,
+                q.features.posture.value,
+            )
+    counts = tracked.options.counts
+    assert counts["pose_tracked"] >= len(clip) - 3  # the first estimate, and a re-detection or two
+    assert len(errors) >= len(clip) - 2
+    assert float(np.median(errors)) < 0.03, errors
+
+
+@pytest.mark.media
+@pytest.mark.model
+def test_pose_tracking_runs_the_full_estimate_at_least_every_refresh():
+    clip = frames(CHAIR)[10:16]  # 1.0 s at 5 fps
+    p = pipeline(**{**ALL_OFF, "pose_track": True, "pose_track_refresh_s": 0.5})
+    for f in clip:
+        p.process(f)
+    counts = p.options.counts
+    assert counts["pose"] == 6
+    full = counts["pose"] - counts.get("pose_tracked", 0)
+    assert 2 <= full <= 4  # t = 0, 0.6 (and where the model lost the body)

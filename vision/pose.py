@@ -9,9 +9,13 @@ one wider retry is made when the first pass misses.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from vision.landmarks import LandmarkModel, Roi
 
 # BlazePose landmark indices used across postwatch.
 NOSE, L_EYE, R_EYE, L_EAR, R_EAR, L_MOUTH, R_MOUTH = 0, 2, 5, 7, 8, 9, 10
@@ -36,6 +40,7 @@ class Pose:
     keypoints: np.ndarray  # (33, 2) image pixels
     world: np.ndarray  # (33, 3) metres, hip-centred
     visibility: np.ndarray  # (33,)
+    aux: np.ndarray | None = None  # (2, 2) image px: BlazePose's alignment points 33 and 34, where known
 
 
 def padded_square(box: np.ndarray, pad: float, shape: tuple[int, int]) -> tuple[int, int, int]:
@@ -92,9 +97,24 @@ class PoseEstimator:
         )
         self.max_side = max_side
         self.attempts = attempts
+        self.min_tracking = 0.5  # MediaPipe's min_tracking_confidence: below it, detect afresh
+        self._landmarks: LandmarkModel | None = None
 
     def close(self) -> None:
         self._pose.close()
+
+    def follow(self, image: np.ndarray, box: np.ndarray, roi: Roi) -> Pose | None:
+        """Landmarks of the person in `box` from the square their previous landmarks give
+        (`vision.landmarks`: MediaPipe's tracking mode, without its person detector), or None
+        where the model no longer sees a body there or the body is not this box's."""
+        if self._landmarks is None:
+            from vision.landmarks import LandmarkModel
+
+            self._landmarks = LandmarkModel()
+        pose, flag = self._landmarks.run(image, roi, keep=grow(box, self.attempts[0][1] or 0.0))
+        if flag < self.min_tracking or not _belongs_to_box(pose.keypoints, pose.visibility, box):
+            return None
+        return pose
 
     def estimate(self, image: np.ndarray, box: np.ndarray) -> Pose | None:
         """Landmarks of the person in `box`, or None when BlazePose finds no body

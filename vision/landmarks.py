@@ -1,0 +1,177 @@
+"""BlazePose's landmark model run directly on a region of interest: MediaPipe's tracking mode,
+without a graph per person.
+
+MediaPipe Pose (`vision.pose`) runs two networks on every crop in static mode: a person detector
+that finds the body and its alignment, then the landmark model on the rotated square that
+detection gives. In a video, MediaPipe's own tracking mode skips the detector and takes the next
+square from the previous frame's landmarks (the model outputs two extra "alignment" points, 33
+and 34, for exactly that). Its graphs keep that state per graph, though, and a graph costs about
+110 MB and a model reload to reset: one per tracked person does not fit a box watching eight
+cameras. So this module runs the same landmark model (`pose_landmark_full.tflite` from the
+mediapipe wheel) through LiteRT on a square the caller keeps per track, as MediaPipe's
+`pose_landmark_by_roi` subgraph does: crop and rotate the square to 256 px, run, decode the 39
+landmarks with sigmoid visibility, refine x/y from the heatmaps, project back; and
+`roi_from_landmarks` is MediaPipe's `pose_landmarks_to_roi` (centre at point 33, side twice the
+distance to point 34, scaled by 1.25, rotated so 33->34 points up).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vision.pose import L_HIP, L_SHOULDER, R_HIP, R_SHOULDER, Pose
+
+INPUT = 256  # px: the landmark model's square input
+N_OUT = 39  # 33 body landmarks and 6 auxiliary ones (33, 34: alignment centre and scale point)
+ALIGN_CENTRE, ALIGN_SCALE = 33, 34
+ROI_SCALE = 1.25  # MediaPipe's RectTransformation of the alignment square
+HEATMAP_KERNEL = 7  # RefineLandmarksFromHeatmap: window around each landmark, in heatmap cells
+HEATMAP_MIN = 0.5  # ... refined only where the heatmap is this confident
+
+
+@dataclass(frozen=True)
+class Roi:
+    """A rotated square in image pixels: centre, side, and rotation (radians, image axes: y down)."""
+
+    cx: float
+    cy: float
+    side: float
+    angle: float = 0.0
+
+    def moved(self, dx: float, dy: float) -> Roi:
+        return Roi(self.cx + dx, self.cy + dy, self.side, self.angle)
+
+    def affine(self) -> np.ndarray:
+        """The 2x3 matrix from model-input pixels (0..INPUT) to image pixels."""
+        c, s = math.cos(self.angle), math.sin(self.angle)
+        k = self.side / INPUT
+        a = np.array([[c * k, -s * k], [s * k, c * k]])
+        t = np.array([self.cx, self.cy]) - a @ np.array([INPUT / 2, INPUT / 2])
+        return np.hstack([a, t[:, None]])
+
+
+def roi_from_points(centre: np.ndarray, scale_point: np.ndarray) -> Roi:
+    """MediaPipe's AlignmentPointsRects + RectTransformation (scale 1.25, square)."""
+    dx, dy = float(scale_point[0] - centre[0]), float(scale_point[1] - centre[1])
+    radius = math.hypot(dx, dy)
+    angle = math.pi / 2 - math.atan2(-dy, dx)
+    angle = (angle + math.pi) % (2 * math.pi) - math.pi
+    return Roi(float(centre[0]), float(centre[1]), 2 * radius * ROI_SCALE, angle)
+
+
+def roi_from_pose(pose: Pose) -> Roi | None:
+    """A square for the next frame from a pose without alignment points (one from MediaPipe's graph).
+
+    Centre at the hips' midpoint; up along hips -> shoulders; radius the farthest visible landmark
+    from the centre (the circle the detector's scale point lies on, which encloses the body),
+    grown by 10 % for what the landmarks do not reach (hair, shoes). None where the torso is unseen.
+    """
+    if pose.aux is not None:
+        return roi_from_points(pose.aux[0], pose.aux[1])
+    kp, vis = pose.keypoints, pose.visibility
+    if min(vis[[L_SHOULDER, R_SHOULDER, L_HIP, R_HIP]]) < 0.3:
+        return None
+    hips = (kp[L_HIP] + kp[R_HIP]) / 2
+    up = (kp[L_SHOULDER] + kp[R_SHOULDER]) / 2 - hips
+    norm = float(np.hypot(*up))
+    if norm < 1e-6:
+        return None
+    seen = kp[vis > 0.3]
+    radius = 1.1 * float(np.max(np.hypot(*(seen - hips).T)))
+    return roi_from_points(hips, hips + up / norm * radius)
+
+
+def model_path() -> Path:
+    import mediapipe
+
+    return Path(mediapipe.__file__).parent / "modules" / "pose_landmark" / "pose_landmark_full.tflite"
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, np.float64)))  # no overflow for large logits
+
+
+class LandmarkModel:
+    """The BlazePose "full" landmark network on one ROI at a time (not thread-safe, like MediaPipe's)."""
+
+    def __init__(self, path: str | Path | None = None, threads: int = 1) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._it = Interpreter(str(path or model_path()), num_threads=threads)
+        self._it.allocate_tensors()
+        self._input = self._it.get_input_details()[0]["index"]
+        outputs = {d["name"]: d["index"] for d in self._it.get_output_details()}
+        # Identity: 39x5 landmarks, _1: pose flag, _2: segmentation, _3: 64x64x39 heatmap, _4: world
+        self._lm, self._flag = outputs["Identity"], outputs["Identity_1"]
+        self._heat, self._world = outputs["Identity_3"], outputs["Identity_4"]
+
+    def run(
+        self, image: np.ndarray, roi: Roi, keep: np.ndarray | None = None, fill: int = 114
+    ) -> tuple[Pose, float]:
+        """The pose in `roi` and the model's confidence that a body is there (0..1).
+
+        `keep` (an xyxy box): everything outside it is greyed in the model's input, as
+        `vision.pose.crop_square` does, so a neighbour cannot pull the landmarks over.
+        """
+        m = roi.affine()
+        crop = cv2.warpAffine(
+            image,
+            m,
+            (INPUT, INPUT),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=(fill, fill, fill),
+        )
+        if keep is not None:
+            inv = cv2.invertAffineTransform(m)
+            x1, y1, x2, y2 = (float(v) for v in keep)
+            corners = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]])
+            inside = np.zeros((INPUT, INPUT), np.uint8)
+            poly = corners @ inv[:, :2].T + inv[:, 2]
+            cv2.fillConvexPoly(inside, np.round(poly).astype(np.int32), 1)
+            crop[inside == 0] = fill
+        x = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32)[None] / 255.0
+        self._it.set_tensor(self._input, x)
+        self._it.invoke()
+        flag = float(self._it.get_tensor(self._flag).reshape(-1)[0])
+        raw = self._it.get_tensor(self._lm).reshape(N_OUT, 5)
+        heat = self._it.get_tensor(self._heat)[0]
+        world = self._it.get_tensor(self._world).reshape(N_OUT, 3)
+        xy = refine_from_heatmap(raw[:, :2].copy(), heat)
+        img_xy = xy @ m[:, :2].T + m[:, 2]
+        vis = _sigmoid(raw[:, 3])
+        c, s = math.cos(roi.angle), math.sin(roi.angle)
+        w = world.copy()
+        w[:, 0], w[:, 1] = c * world[:, 0] - s * world[:, 1], s * world[:, 0] + c * world[:, 1]
+        aux = img_xy[[ALIGN_CENTRE, ALIGN_SCALE]]
+        pose = Pose(img_xy[:33].astype(float), w[:33].astype(float), vis[:33].astype(float), aux=aux)
+        return pose, flag
+
+
+def refine_from_heatmap(xy: np.ndarray, heat: np.ndarray) -> np.ndarray:
+    """MediaPipe's RefineLandmarksFromHeatmap: move each landmark (model-input px) to the
+    confidence-weighted mean of the heatmap cells around it, where the heatmap is confident."""
+    hh, hw, n = heat.shape
+    conf = _sigmoid(heat)
+    half = HEATMAP_KERNEL // 2
+    out = xy
+    for i in range(min(n, len(xy))):
+        cx = int(xy[i, 0] / INPUT * hw)
+        cy = int(xy[i, 1] / INPUT * hh)
+        x0, x1 = max(cx - half, 0), min(cx + half + 1, hw)
+        y0, y1 = max(cy - half, 0), min(cy + half + 1, hh)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        window = conf[y0:y1, x0:x1, i]
+        if float(window.max()) < HEATMAP_MIN:
+            continue
+        total = float(window.sum())
+        ys, xs = np.mgrid[y0:y1, x0:x1]
+        out[i, 0] = float((xs * window).sum()) / total / hw * INPUT
+        out[i, 1] = float((ys * window).sum()) / total / hh * INPUT
+    return out
