@@ -63,7 +63,8 @@ def test_a_pose_without_alignment_points_is_framed_from_its_torso():
     assert (roi.cx, roi.cy, roi.angle) == pytest.approx((100.0, 180.0, 0.0))
     assert roi.side == pytest.approx(2 * 1.25 * 1.1 * 120)
     hidden = Pose(kp, np.zeros((33, 3)), np.where(np.arange(33) == L_HIP, 0.0, vis))
-    assert roi_from_pose(hidden) is None
+    assert roi_from_pose(hidden) == roi  # a hip behind the desk: placed where the body implies it
+    assert roi_from_pose(Pose(kp, np.zeros((33, 3)), np.zeros(33))) is None  # nothing seen
 
 
 @pytest.mark.media

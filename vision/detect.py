@@ -112,6 +112,8 @@ class Detector:
         else:
             self.names = [names[i] for i in range(len(names))]
         self._wanted_ids = [i for i, n in enumerate(self.names) if n in WANTED]
+        if not str(self.weights).endswith((".pt", ".torchscript")):
+            _torch_single_thread()
         if threads is not None:
             self.set_threads(threads)
 
@@ -159,6 +161,21 @@ class Detector:
             boxes.conf.cpu().numpy().astype(float),
             [self.names[c] if c < len(self.names) else f"class{c}" for c in cls],
         )
+
+
+def _torch_single_thread() -> None:
+    """With exported weights, torch only letterboxes and runs NMS around the model: one thread.
+
+    Why: torch's thread pool spins waiting for work after each small parallel op, and on a
+    2-core box that spinning takes the core another inference thread or the capture needs
+    (bench/throughput.py: about 15 % more CPU per frame with torch's default of one thread a core).
+    It is process-wide, so it is only set where torch does not run the model itself.
+    """
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - Ultralytics always brings torch
+        return
+    torch.set_num_threads(1)
 
 
 def _load(weights: str):  # noqa: ANN202 - returns an ultralytics.YOLO

@@ -69,19 +69,19 @@ def roi_from_pose(pose: Pose) -> Roi | None:
 
     Centre at the hips' midpoint; up along hips -> shoulders; radius the farthest visible landmark
     from the centre (the circle the detector's scale point lies on, which encloses the body),
-    grown by 10 % for what the landmarks do not reach (hair, shoes). None where the torso is unseen.
+    grown by 10 % for what the landmarks do not reach (hair, shoes). BlazePose places hips it
+    cannot see (behind a desk, below the frame) where the body implies them, as MediaPipe's own
+    tracking uses them, so they are taken whatever their visibility. None for a degenerate pose.
     """
     if pose.aux is not None:
         return roi_from_points(pose.aux[0], pose.aux[1])
     kp, vis = pose.keypoints, pose.visibility
-    if min(vis[[L_SHOULDER, R_SHOULDER, L_HIP, R_HIP]]) < 0.3:
-        return None
     hips = (kp[L_HIP] + kp[R_HIP]) / 2
     up = (kp[L_SHOULDER] + kp[R_SHOULDER]) / 2 - hips
     norm = float(np.hypot(*up))
-    if norm < 1e-6:
-        return None
     seen = kp[vis > 0.3]
+    if norm < 1e-6 or not np.isfinite(norm) or len(seen) == 0:
+        return None
     radius = 1.1 * float(np.max(np.hypot(*(seen - hips).T)))
     return roi_from_points(hips, hips + up / norm * radius)
 

@@ -111,7 +111,7 @@ class PipelineOptions:
     pose_reuse_max_s: float = 1.0  # re-estimate at least this often
     pose_reuse_still_s: float = 0.6  # ... and only for a track whose box has been still this long
     pose_track: bool = True
-    pose_track_gap_s: float = 0.5  # follow a track's landmarks only from a pose at most this old ...
+    pose_track_gap_s: float = 1.0  # follow a track's landmarks only from a pose at most this old ...
     pose_track_refresh_s: float = 2.0  # ... and run the full MediaPipe estimate at least this often
     wrist_gate: bool = True
     wrist_every: int = 3  # run a track's wrist crops on every k-th pose, carry their finds between

@@ -112,7 +112,8 @@ class PoseEstimator:
 
             self._landmarks = LandmarkModel()
         pose, flag = self._landmarks.run(image, roi, keep=grow(box, self.attempts[0][1] or 0.0))
-        if flag < self.min_tracking or not _belongs_to_box(pose.keypoints, pose.visibility, box):
+        kept = _belongs_to_box(pose.keypoints, pose.visibility, _beyond(box, image))
+        if flag < self.min_tracking or not kept:
             return None
         return pose
 
@@ -135,6 +136,23 @@ class PoseEstimator:
             if _belongs_to_box(kp, vis, box):
                 return Pose(kp, world, vis)
         return None
+
+
+def _beyond(box: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """The box, open beyond each side where it touches the frame's edge: a person cut off by the
+    frame has hips (or feet) below it, which the landmark model places there, visible or not."""
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box)
+    far = 2.0 * max(x2 - x1, y2 - y1)
+    ex, ey = 0.02 * w, 0.02 * h  # detector boxes stop a few pixels short of the edge
+    return np.array(
+        [
+            x1 - far if x1 <= ex else x1,
+            y1 - far if y1 <= ey else y1,
+            x2 + far if x2 >= w - ex else x2,
+            y2 + far if y2 >= h - ey else y2,
+        ]
+    )
 
 
 def _belongs_to_box(kp: np.ndarray, vis: np.ndarray, box: np.ndarray) -> bool:
