@@ -40,11 +40,21 @@ def factory(variant: Variant, weights: str | None, models: list[Any]) -> Any:
     from vision.pipeline import Pipeline, PipelineOptions
     from vision.pose import PoseEstimator
 
+    class Paired(Pipeline):
+        """Detects each frame on half of the detector's input, as `serve` does with `pair`
+        (the other half holds a copy: what matters is the scale each frame is detected at)."""
+
+        def process(self, frame: Any, boxes: Any = None) -> Any:
+            if boxes is None and self.needs_detection(frame):
+                boxes = self.detect_many([frame.image, frame.image])[0]
+            return super().process(frame, boxes)
+
     def make(fps: float, track: bool) -> Pipeline:
         if not models:
             models.extend([Detector(weights), PoseEstimator()])
         options = PipelineOptions.for_mode(variant.mode, fps=fps, **variant.overrides)
-        return Pipeline(models[0], models[1], options, camera="evaluate", track=track)
+        kind = Paired if variant.pairs and track else Pipeline
+        return kind(models[0], models[1], options, camera="evaluate", track=track)
 
     return make
 

@@ -80,9 +80,11 @@ CHAIR_ZONE = {
 #: Lever names usable after a `+` in a variant ("plain+motion", "fast+every3", "fast+threads2").
 LEVERS = (
     "motion", "reuse", "reusebox", "track", "wrist", "cropsK", "zones", "everyK", "threadsN", "workersN",
+    "pair",
 )  # fmt: skip
 SINGLE_LEVERS = (
     "motion", "every2", "every3", "reuse", "track", "wrist", "crops3", "zones", "threads2", "workers2",
+    "pair",
 )  # fmt: skip
 STAGE_ORDER = ("decode", "motion", "detect", "track", "pose", "wrist", "features", "rules")
 
@@ -99,6 +101,7 @@ class Variant:
     overrides: dict[str, Any] = field(default_factory=dict)
     zones: bool | None = None  # None: as the mode has it (fast: on)
     threads: int | None = None
+    pairs: bool = False  # two cameras' frames detected in one call
     workers: int = 1  # inference threads, each with its own models (`fast`: serve's default)
 
     @classmethod
@@ -146,6 +149,8 @@ class Variant:
                 v.overrides["detect_every"] = int(lever[5:]) if on else 1
             elif re.fullmatch(r"threads\d+", lever):
                 v.threads = int(lever[7:]) if on else None
+            elif lever == "pair":
+                v.pairs = on
             elif re.fullmatch(r"workers\d+", lever):
                 v.workers = int(lever[7:]) if on else 1
             else:
@@ -282,7 +287,7 @@ def measure(variant: Variant, streams: int, seconds: float, warmup: float, weigh
             loop_files=True,
             analysers=analysers,
             opener=decode.opener(default_opener(folder)),
-            worker_options=WorkerOptions(inference_threads=variant.workers),
+            worker_options=WorkerOptions(inference_threads=variant.workers, detect_pairs=variant.pairs),
         )
         service.store.subscribe(on_alert, [ALERT_OPENED])
         pool = service.pool
@@ -541,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         default="plain,fast",
         help="comma-separated variants: plain, fast, or either with +lever/-lever "
         "(motion, reuse, reusebox, track, wrist, crops<k>, zones, every<k>, threads<n>, "
-        "workers<n>); "
+        "workers<n>, pair); "
         "plain always runs first",
     )
     parser.add_argument(

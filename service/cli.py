@@ -230,6 +230,15 @@ def serve(
             "(docs/performance.md).",
         ),
     ] = DEFAULT_INFERENCE_THREADS,
+    detect_pairs: Annotated[
+        bool,
+        typer.Option(
+            "--detect-pairs",
+            help="Detect two cameras' frames in one detector call, each on half of its input: "
+            "fewer detector calls, but each frame seen at a smaller scale (off: it cost walking "
+            "events on the labelled clips; docs/performance.md).",
+        ),
+    ] = False,
 ) -> None:
     """Run the alert service: the HTTP API (OpenAPI at /docs) and one worker per camera of the site."""
     from service.serve import run, site_options
@@ -238,7 +247,8 @@ def serve(
     options = site_options(site)
     run(
         site, host=host, port=port, db=db, loop_files=loop, weights=weights, out_dir=out,
-        worker_options=WorkerOptions(inference_threads=inference_threads), **options,
+        worker_options=WorkerOptions(inference_threads=inference_threads, detect_pairs=detect_pairs),
+        **options,
     )  # fmt: skip
 
 

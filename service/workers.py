@@ -58,14 +58,16 @@ from service.store import APPROVAL_CANCELLED, APPROVAL_CREATED, CameraRecorder, 
 from vision.sources import Frame, FrameSource, LiveSource, SourceError, open_source
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from calibration.site import Camera, Site
     from rules.engine import ViolationEvent
     from service.clips import ClipRecorder
     from service.metrics import Metrics
     from service.store import Alert, AlertStore, Approval
-    from vision.detect import Detector
+    from vision.detect import Boxes, Detector
     from vision.observation import FrameObservation
-    from vision.pipeline import PipelineOptions
+    from vision.pipeline import Pipeline, PipelineOptions
     from vision.pose import PoseEstimator
 
 log = logging.getLogger("postwatch.workers")
@@ -95,6 +97,7 @@ class WorkerOptions:
     retry_first_s: float = 0.5
     retry_max_s: float = 10.0
     inference_threads: int = 1
+    detect_pairs: bool = False  # detect two cameras' frames in one detector call (docs/performance.md)
 
 
 @dataclass
@@ -215,13 +218,29 @@ class ModelAnalysers:
         from vision.pipeline import Pipeline, options_for_camera
 
         options = self.options(camera) if self.options is not None else options_for_camera(camera, self.mode)
-        pipeline = Pipeline(self.detector, self.pose, options, camera=camera.id)
+        return CameraAnalyser(self, Pipeline(self.detector, self.pose, options, camera=camera.id))
 
-        def analyse(frame: Frame) -> FrameObservation:
-            pipeline.detector, pipeline.pose = self.models()
-            return pipeline.process(frame)
 
-        return analyse
+class CameraAnalyser:
+    """One camera's pipeline, run with the models of the inference thread that calls it.
+
+    Besides `analyser(frame)`, it lets the pool detect two cameras' frames in one call:
+    `needs_detection(frame)`, `detect_many(images)`, then `analyser(frame, boxes)`.
+    """
+
+    def __init__(self, models: ModelAnalysers, pipeline: Pipeline) -> None:
+        self.models, self.pipeline = models, pipeline
+
+    def __call__(self, frame: Frame, boxes: Boxes | None = None) -> FrameObservation:
+        self.pipeline.detector, self.pipeline.pose = self.models.models()
+        return self.pipeline.process(frame, boxes)
+
+    def needs_detection(self, frame: Frame) -> bool:
+        return self.pipeline.needs_detection(frame)
+
+    def detect_many(self, images: Sequence[np.ndarray]) -> list[Boxes]:
+        self.pipeline.detector, self.pipeline.pose = self.models.models()
+        return self.pipeline.detect_many(images)
 
 
 def default_opener(demo_dir: Path | None = None) -> Opener:
@@ -500,8 +519,32 @@ class CameraWorker:
     def unclaim(self) -> None:
         self._lock.release()
 
-    def process(self, item: Any) -> None:
-        """Analyse one queued frame: pipeline, rules, alerts, clip frames. Never raises."""
+    def detection_image(self, item: Any) -> np.ndarray | None:
+        """The frame to detect on for this item, where the analyser can take boxes made for it
+        (`CameraAnalyser`) and its pipeline will run the detector on this frame; else None."""
+        with self._lock:
+            if item is END or self._rules is None:
+                return None
+            try:
+                if self._analyser is None:
+                    self._analyser = self.analysers(self.camera)
+                needs = getattr(self._analyser, "needs_detection", None)
+                return item.frame.image if needs is not None and needs(item.frame) else None
+            except Exception:
+                log.exception("camera %s: deciding on detection failed", self.camera.id)
+                return None
+
+    def detect_many(self, images: Sequence[np.ndarray]) -> list[Boxes]:
+        """Detections of several cameras' frames (this one's among them) in one detector call."""
+        analyser = self._analyser
+        if analyser is None or not hasattr(analyser, "detect_many"):
+            raise RuntimeError(f"camera {self.camera.id}: its analyser cannot detect for others")
+        return analyser.detect_many(images)
+
+    def process(self, item: Any, boxes: Boxes | None = None) -> None:
+        """Analyse one queued frame: pipeline, rules, alerts, clip frames. Never raises.
+
+        `boxes`: detections made for this frame together with another camera's."""
         with self._lock:
             if self._rules is None or self._recorder is None:
                 return
@@ -515,7 +558,7 @@ class CameraWorker:
                     self._analyser = self.analysers(self.camera)
                 self._apply_approvals(frame.t, at)
                 started = time.perf_counter()
-                obs = self._analyser(frame)
+                obs = self._analyser(frame) if boxes is None else self._analyser(frame, boxes)  # type: ignore[call-arg]
                 events = self._rules.update(obs, frame.image)
                 elapsed_ms = (time.perf_counter() - started) * 1000.0
             except Exception as exc:
@@ -751,21 +794,46 @@ class WorkerPool:
         with its own models; a camera busy on another thread is passed over, so a camera's frames
         are still analysed one at a time and in order.
         """
+        batch = 2 if self.options.detect_pairs else 1
         while not self._stop.is_set():
             self._wake.clear()
             busy = False
+            taken: list[tuple[CameraWorker, Any]] = []
             for worker in list(self.workers.values()):
                 if not worker.claim():
                     continue
-                try:
-                    item = worker.queue.get_nowait()
-                    if item is not None:
-                        busy = True
-                        worker.process(item)
-                finally:
+                item = worker.queue.get_nowait()
+                if item is None:
                     worker.unclaim()
+                    continue
+                busy = True
+                taken.append((worker, item))
+                if len(taken) == batch:
+                    self._analyse(taken)
+                    taken = []
+            if taken:
+                self._analyse(taken)
             if not busy:
                 self._wake.wait(0.2)
+
+    def _analyse(self, taken: list[tuple[CameraWorker, Any]]) -> None:
+        """Analyse claimed cameras' frames, detecting those that need it in one call; unclaim them."""
+        try:
+            boxes: dict[int, Boxes] = {}
+            if len(taken) > 1:
+                need = [(k, w, w.detection_image(item)) for k, (w, item) in enumerate(taken)]
+                need = [(k, w, image) for k, w, image in need if image is not None]
+                if len(need) > 1:
+                    try:
+                        found = need[0][1].detect_many([image for _, _, image in need])
+                        boxes = {k: b for (k, _, _), b in zip(need, found)}
+                    except Exception:
+                        log.exception("detecting %d cameras' frames together failed; one by one", len(need))
+            for k, (worker, item) in enumerate(taken):
+                worker.process(item, boxes.get(k))
+        finally:
+            for worker, _ in taken:
+                worker.unclaim()
 
     def _monitor(self) -> None:
         while not self._stop.wait(self.options.status_every_s):

@@ -593,3 +593,52 @@ def test_model_analysers_load_one_model_set_per_inference_thread() -> None:
     assert got["t0"][0] == (analysers.detector, analysers.pose)
     assert got["t1"][0][0] is not analysers.detector and got["t1"][0][1] is not analysers.pose
     assert analysers.sets == 2
+
+
+class PairingAnalysers(ReplayAnalysers):
+    """ReplayAnalysers that take part in paired detection: every frame needs the detector, the
+    pool's `detect_many` calls are recorded, and so is whether each frame came with its boxes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[list[tuple[int, int]]] = []  # the image shapes of each detect_many call
+        self.given: list[bool] = []
+
+    def __call__(self, camera: Camera) -> Any:
+        replay = super().__call__(camera)
+        outer = self
+
+        class Analyser:
+            def __call__(self, frame: Frame, boxes: Any = None) -> FrameObservation:
+                outer.given.append(boxes is not None)
+                return replay(frame)
+
+            def needs_detection(self, frame: Frame) -> bool:
+                return True
+
+            def detect_many(self, images: list[np.ndarray]) -> list[Any]:
+                from vision.detect import Boxes
+
+                outer.calls.append([im.shape[:2] for im in images])
+                return [Boxes.empty() for _ in images]
+
+        return Analyser()
+
+
+@pytest.mark.media
+def test_paired_detection_detects_two_cameras_in_one_call_and_hands_each_its_boxes(tmp_path: Path) -> None:
+    chair = str(media_path(CHAIR))
+    site_path = write_site(tmp_path, "pairs", {"a": chair, "b": chair})
+    analysers = PairingAnalysers()
+    service = build_service(
+        site_path, db=f"sqlite:///{tmp_path / 'site.db'}", out_dir=tmp_path / "media", realtime=False,
+        analysers=analysers, worker_options=WorkerOptions(detect_pairs=True),
+    )  # fmt: skip
+    with service:
+        workers = service.pool.workers.values()
+        wait_until(lambda: all(w.ended for w in workers), 60, "both cameras to reach the end of their file")
+        alerts = service.store.list_alerts(AlertFilter(sites=["pairs"], clauses=[ABANDONED]))
+    assert analysers.calls and all(len(shapes) == 2 for shapes in analysers.calls)
+    # Paired where both cameras had a frame waiting; a frame never waits for a partner.
+    assert 0 < sum(analysers.given) == 2 * len(analysers.calls) <= len(analysers.given)
+    assert sorted(a.camera for a in alerts) == ["a", "b"]

@@ -213,26 +213,60 @@ class Pipeline:
         self._detect_small: np.ndarray | None = None
         self._carry: tuple[list[tuple[int, np.ndarray, float]], list[Detection]] | None = None
         self._shown: list[tuple[int, np.ndarray, float]] = []  # the boxes of the last frame
+        self._small_of: tuple[Frame, np.ndarray | None] | None = None  # needs_detection -> process
         self._velocity: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}  # id -> (frame, box, px/frame)
         self._still_since: dict[int, tuple[float, np.ndarray]] = {}  # id -> (since when, box then)
         self._memo: dict[int, _PoseMemo] = {}
         self._width = 1
         self._frame_no = 0
 
-    def process(self, frame: Frame) -> FrameObservation:
+    @property
+    def detect_conf(self) -> float:
+        """The confidence the detector is run at (persons and objects are filtered after)."""
+        return min(self.options.person_conf, self.options.object_conf)
+
+    def needs_detection(self, frame: Frame) -> bool:
+        """Whether `process(frame)` will run the detector (motion gating and every-k-th decide).
+
+        Why ask first: an inference thread serving several cameras detects two of their frames in
+        one call (`Detector.detect_many`) and hands each its boxes through `process(frame, boxes)`.
+        """
+        return self._skip_reason(frame.t, self._small(frame)) is None
+
+    def detect_many(self, images: Sequence[np.ndarray]) -> list[Boxes]:
+        """Several cameras' frames (this one's among them) detected in one call, at this pipeline's
+        size and confidence; each pipeline then gets its own through `process(frame, boxes)`."""
+        o = self.options
+        o.count("detect_calls")
+        with _Clock(o, "detect"):
+            return self.detector.detect_many(images, imgsz=o.imgsz, conf=self.detect_conf)
+
+    def _small(self, frame: Frame) -> np.ndarray | None:
+        """The frame's motion image (computed once per frame), where a lever reads it."""
+        o = self.options
+        if self.tracker is None or not (o.gating or o.reusing):
+            return None
+        if self._small_of is not None and self._small_of[0] is frame:
+            return self._small_of[1]
+        with _Clock(o, "motion"):
+            small = motion_image(frame.image)
+        self._small_of = (frame, small)
+        return small
+
+    def process(self, frame: Frame, boxes: Boxes | None = None) -> FrameObservation:
+        """One frame's observation. `boxes`: this frame's detections, made by the caller (see
+        `needs_detection`); used only where the detector would run, ignored where it would not."""
         image = frame.image
         h, w = image.shape[:2]
         o = self.options
         o.count("frames")
         self._width = w
-        small = None
-        if self.tracker is not None and (o.gating or o.reusing):
-            with _Clock(o, "motion"):
-                small = motion_image(image)
+        small = self._small(frame)
+        self._small_of = None
         self._frame_no += 1
         why = self._skip_reason(frame.t, small)
         if why is None:
-            tracks, objects = self._detect(image, (h, w))
+            tracks, objects = self._detect(image, (h, w), boxes)
             self._carry = (tracks, objects)
             self._since_detect, self._detect_t, self._detect_small = 0, frame.t, small
             self._learn_velocity(tracks)
@@ -321,12 +355,16 @@ class Pipeline:
         return out
 
     def _detect(
-        self, image: np.ndarray, shape: tuple[int, int]
+        self, image: np.ndarray, shape: tuple[int, int], given: Boxes | None = None
     ) -> tuple[list[tuple[int, np.ndarray, float]], list[Detection]]:
         o = self.options
         o.count("detect")
-        with _Clock(o, "detect"):
-            boxes = self.detector.detect(image, imgsz=o.imgsz, conf=min(o.person_conf, o.object_conf))
+        if given is not None:
+            o.count("detect_shared")
+            boxes = given
+        else:
+            with _Clock(o, "detect"):
+                boxes = self.detector.detect(image, imgsz=o.imgsz, conf=self.detect_conf)
         persons = _keep(boxes.of("person"), o.person_conf)
         objects = _keep(boxes.of(*HAND_OBJECTS, "tie"), o.object_conf)
         found = [
