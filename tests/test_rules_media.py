@@ -53,6 +53,28 @@ def test_leaning_back_on_a_wall():
     assert len(photo_violations("1_econ_man_leaning_on_wall_texting.jpg", "d5.stance.02")) == 1
 
 
+def test_bent_over_the_railing_is_leaning():
+    """The doorbell clip: he stands with his forearms on the porch railing at 4-12 s (labels.yaml),
+    trunk near horizontal on straight legs (cut off by the frame's edge): standing, leaning, one
+    alert. It runs on while he sinks to the floor (13-15 s), the trunk still leaning."""
+    found = clip_violations(
+        "5_doorbell_cam_man_arrives_leans_on_railing_collapses.mp4", 5.0, "d5.stance.02", "sustain_s", 2.0
+    )
+    assert len(found) == 1, found
+    assert 3.5 <= found[0].start_s <= 6.0 and found[0].end_s >= 10.0
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "AC_intel_face-demographics-walking-and-pause.mp4",
+        "A_effiscan_person_chair_sit_stand_leave_upright.mp4",
+    ],
+)
+def test_walking_and_sitting_down_are_not_leaning(name: str):
+    assert clip_violations(name, 5.0, "d5.stance.02", "sustain_s", 2.0) == []
+
+
 def test_upright_standing_is_not_leaning():
     assert photo_violations("C_sicong_op_pic_14.jpg", "d5.stance.02") == []
 

@@ -350,6 +350,29 @@ def body_yaw(body: Body) -> Measure:
     return Measure(yaw, float(min(body.vis[L_SHOULDER], body.vis[R_SHOULDER])))
 
 
+def _legs_upright(body: Body) -> bool:
+    """A thigh hangs steeply down from the hip in the image, and its shin, where seen, too.
+
+    Why: a horizontal trunk alone reads as lying, but a man bent over a railing or a counter,
+    forearms resting on it (the doorbell clip, 4-12 s), has his trunk as flat as someone on the
+    floor while he stands on straight legs (often cut off by the frame's bottom edge, so only
+    the thighs show). Lying, or on hands and knees, the thighs or the shins are as flat as the trunk.
+    """
+
+    def steep(v: np.ndarray) -> bool:
+        return bool(v[1] > 1.5 * abs(v[0]))
+
+    for hip, knee, ankle in ((L_HIP, L_KNEE, L_ANKLE), (R_HIP, R_KNEE, R_ANKLE)):
+        if not body.seen(hip, knee, level=VISIBLE):
+            continue
+        thigh = body.kp[knee] - body.kp[hip]
+        if not steep(thigh) or float(np.hypot(*thigh)) < 0.5 * body.torso:
+            continue
+        if body.vis[ankle] < VISIBLE or steep(body.kp[ankle] - body.kp[knee]):
+            return True
+    return False
+
+
 def posture(body: Body) -> Label:
     """standing / sitting / lying from the trunk and the thighs."""
     if not body.seen(L_SHOULDER, R_SHOULDER, L_HIP, R_HIP, level=0.4):
@@ -357,7 +380,8 @@ def posture(body: Body) -> Label:
     w = body.world
     trunk = (w[L_SHOULDER] + w[R_SHOULDER]) / 2 - (w[L_HIP] + w[R_HIP]) / 2
     trunk_img = body.shoulder_mid - body.hip_mid
-    if abs(trunk_img[0]) > abs(trunk_img[1]) * 1.5 and abs(trunk[0]) > abs(trunk[1]):
+    flat = abs(trunk_img[0]) > abs(trunk_img[1]) * 1.5 and abs(trunk[0]) > abs(trunk[1])
+    if flat and not _legs_upright(body):
         return Label("lying", 0.7)
     knees = [k for k, h in ((L_KNEE, L_HIP), (R_KNEE, R_HIP)) if body.vis[k] >= VISIBLE]
     if not knees:
