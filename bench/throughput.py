@@ -80,7 +80,7 @@ CHAIR_ZONE = {
 #: Lever names usable after a `+` in a variant ("plain+motion", "fast+every3", "fast+threads2").
 LEVERS = (
     "motion", "reuse", "reusebox", "track", "wrist", "cropsK", "zones", "everyK", "threadsN", "workersN",
-    "pair",
+    "pair", "slow",
 )  # fmt: skip
 SINGLE_LEVERS = (
     "motion", "every2", "every3", "reuse", "track", "wrist", "crops3", "zones", "threads2", "workers2",
@@ -149,6 +149,8 @@ class Variant:
                 v.overrides["detect_every"] = int(lever[5:]) if on else 1
             elif re.fullmatch(r"threads\d+", lever):
                 v.threads = int(lever[7:]) if on else None
+            elif lever == "slow":  # every-k-th detection only while everyone moves slowly
+                v.overrides["every_when_slow"] = on
             elif lever == "pair":
                 v.pairs = on
             elif re.fullmatch(r"workers\d+", lever):
@@ -546,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         default="plain,fast",
         help="comma-separated variants: plain, fast, or either with +lever/-lever "
         "(motion, reuse, reusebox, track, wrist, crops<k>, zones, every<k>, threads<n>, "
-        "workers<n>, pair); "
+        "workers<n>, pair, slow); "
         "plain always runs first",
     )
     parser.add_argument(

@@ -320,3 +320,30 @@ def test_pose_tracking_runs_the_full_estimate_at_least_every_refresh():
     assert counts["pose"] == 6
     full = counts["pose"] - counts.get("pose_tracked", 0)
     assert 2 <= full <= 4  # t = 0, 0.6 (and where the model lost the body)
+
+
+@pytest.mark.media
+@pytest.mark.model
+def test_every_kth_detection_when_slow_skips_only_while_nobody_moves():
+    """`every_when_slow`: frames are carried while everyone's box is at rest, and every frame is
+    detected while someone walks (the chair clip's man leaving his post, 9.6-11 s)."""
+    still = repeated(frames(CHAIR)[12], 6)
+    p = pipeline(**{**ALL_OFF, "detect_every": 3, "every_when_slow": True})
+    for f in still:
+        p.process(f)
+    # f0 and f1 detected (a speed needs two detections), f2-f3 carried, f4 detected, f5 carried
+    assert (p.options.counts["detect"], p.options.counts["detect_skipped"]) == (3, 3)
+    # 8.0-10.0 s: he gets up (the box grows upward) and walks off to the right.
+    leaving = frames(CHAIR)[40:51]
+    slow = pipeline(**{**ALL_OFF, "detect_every": 3, "every_when_slow": True})
+    every = pipeline(**{**ALL_OFF, "detect_every": 3})
+    detected = []
+    for f in leaving:
+        before = slow.options.counts.get("detect", 0)
+        slow.process(f)
+        every.process(f)
+        detected.append(slow.options.counts["detect"] > before)
+    assert every.options.counts["detect"] == 4  # 8.0, 8.6, 9.2, 9.8 s whatever moves
+    assert detected[:4] == [True] * 4  # standing up: the top edge rises fast
+    assert detected[-2:] == [True, True]  # walking away: 9.8 and 10.0 s
+    assert sum(detected) > every.options.counts["detect"]

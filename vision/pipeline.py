@@ -40,7 +40,9 @@ against it. On by default (`fast`) are only the levers whose evaluation on
 * `detect_every=k` (off, 1): the detector runs on every k-th frame; the
   frames between move each box on at its track's velocity. Off by default: at
   5 fps the walking events, whose speed is read from the foot point frame to
-  frame, fall apart (docs/performance.md).
+  frame, fall apart (docs/performance.md). With `every_when_slow`, frames are
+  skipped only while everyone in view moves under `every_slow_share` of their
+  height a frame: desks and posts at rest, not walkers.
 * `pose_filter` (`serve` sets `zone_pose_filter` for a camera with zones):
   pose only for persons standing in a post, standby, staff-only or work zone.
 
@@ -105,6 +107,8 @@ class PipelineOptions:
     motion_share: float = 0.002  # share of the frame that must change to run the detector again
     motion_max_skip_s: float = 2.0  # detect at least this often even in a still scene
     detect_every: int = 1
+    every_when_slow: bool = False  # ... only while everyone in view moves slower than ...
+    every_slow_share: float = 0.03  # ... this share of their height a frame
     pose_reuse: bool = True
     pose_reuse_share: float = 0.02  # share of a person's box that may change while landmarks are reused
     pose_reuse_shift: float = 0.04  # box centre/size change, in box heights, still "barely moved"
@@ -214,7 +218,8 @@ class Pipeline:
         self._carry: tuple[list[tuple[int, np.ndarray, float]], list[Detection]] | None = None
         self._shown: list[tuple[int, np.ndarray, float]] = []  # the boxes of the last frame
         self._small_of: tuple[Frame, np.ndarray | None] | None = None  # needs_detection -> process
-        self._velocity: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}  # id -> (frame, box, px/frame)
+        # id -> (frame, box, px/frame, whether measured over two detections)
+        self._velocity: dict[int, tuple[int, np.ndarray, np.ndarray, bool]] = {}
         self._still_since: dict[int, tuple[float, np.ndarray]] = {}  # id -> (since when, box then)
         self._memo: dict[int, _PoseMemo] = {}
         self._width = 1
@@ -323,13 +328,27 @@ class Pipeline:
         o = self.options
         if self.tracker is None or self._carry is None or self._detect_t is None:
             return None
-        if self._since_detect + 1 < o.every:
+        if self._since_detect + 1 < o.every and (not o.every_when_slow or self._all_slow()):
             return "kth"
         if o.gating and small is not None and self._detect_small is not None:
             still = changed_share(small, self._detect_small, o.motion_delta) < o.motion_share
             if still and t - self._detect_t < o.motion_max_skip_s:
                 return "still"
         return None
+
+    def _all_slow(self) -> bool:
+        """Every person of the last detection has been seen twice and moves under `every_slow_share`
+        of their height a frame (box edges included: standing up moves the top edge)."""
+        o = self.options
+        assert self._carry is not None
+        for track_id, box, _ in self._carry[0]:
+            seen = self._velocity.get(track_id)
+            if seen is None or not seen[3]:
+                return False
+            height = max(float(box[3] - box[1]), 1.0)
+            if float(np.abs(seen[2]).max()) > o.every_slow_share * height:
+                return False
+        return True
 
     def _learn_velocity(self, tracks: list[tuple[int, np.ndarray, float]]) -> None:
         """Each track's box velocity (pixels a frame) between its last two detections."""
@@ -339,9 +358,10 @@ class Pipeline:
             box = np.asarray(box, float)
             before = known.get(track_id)
             gap = now - before[0] if before is not None else 0
-            v = (box - before[1]) / gap if before is not None and 0 < gap <= 2 * every else np.zeros(4)
-            known[track_id] = (now, box, v)
-        for track_id in [k for k, (n, _, _) in known.items() if now - n > 4 * every]:
+            measured = before is not None and 0 < gap <= 2 * every
+            v = (box - before[1]) / gap if measured else np.zeros(4)
+            known[track_id] = (now, box, v, measured)
+        for track_id in [k for k, (n, *_) in known.items() if now - n > 4 * every]:
             del known[track_id]
 
     def _extrapolated(self) -> list[tuple[int, np.ndarray, float]]:
