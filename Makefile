@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN     = $(VENV)/bin
 SHARED_MODEL ?= ../shared/models/yolov8n_int8.tflite
 
-.PHONY: setup models browser demo test lint accuracy
+.PHONY: setup models browser demo test lint accuracy performance
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,3 +40,8 @@ test: setup browser
 # Regenerates docs/accuracy.md from ../shared/media (about 5 minutes on 2 cores).
 accuracy: setup
 	bash bench/accuracy.sh
+
+# Regenerates docs/performance.md: throughput of N live streams and the levers' accuracy
+# (about 25 minutes on 2 cores; run it on an idle machine).
+performance: setup
+	bash bench/performance.sh
