@@ -22,6 +22,8 @@ LEVER_TEXT = {
     "the last detection (tracks and objects carried)",
     "every2": "detection on every 2nd frame, boxes and ids carried between",
     "every3": "detection on every 3rd frame, boxes and ids carried between",
+    "every3+slow": "detection on every 3rd frame while everyone in view moves slowly, on every frame "
+    "once someone walks",
     "reuse": "pose reused (shifted with the box) while a track's box barely moved and its pixels "
     "did not change",
     "reusebox": "pose reused while a track's box barely moved (no pixel check)",

@@ -83,8 +83,8 @@ LEVERS = (
     "pair", "slow",
 )  # fmt: skip
 SINGLE_LEVERS = (
-    "motion", "every2", "every3", "reuse", "track", "wrist", "crops3", "zones", "threads2", "workers2",
-    "pair",
+    "motion", "every2", "every3", "every3+slow", "reuse", "track", "wrist", "crops3", "zones", "threads2",
+    "workers2", "pair",
 )  # fmt: skip
 STAGE_ORDER = ("decode", "motion", "detect", "track", "pose", "wrist", "features", "rules")
 
@@ -128,6 +128,7 @@ class Variant:
                     pose_track=False,
                     wrist_gate=False,
                     detect_every=1,
+                    every_when_slow=False,
                     wrist_every=1,
                 )
                 v.zones = False if v.zones is None else v.zones

@@ -29,7 +29,13 @@ models = [pytest.mark.media, pytest.mark.model]
 
 # Every lever on (the plain test checks that `plain` overrides all of them).
 ALL_ON = dict(
-    motion_gate=True, detect_every=3, pose_reuse=True, pose_track=True, wrist_gate=True, wrist_every=3
+    motion_gate=True,
+    detect_every=3,
+    every_when_slow=False,
+    pose_reuse=True,
+    pose_track=True,
+    wrist_gate=True,
+    wrist_every=3,
 )
 ALL_OFF = dict(
     motion_gate=False, detect_every=1, pose_reuse=False, pose_track=False, wrist_gate=False, wrist_every=1
@@ -154,7 +160,7 @@ def test_motion_gate_still_detects_after_the_longest_skip():
 @pytest.mark.model
 def test_every_kth_frame_detection_carries_boxes_and_track_ids():
     clip = frames(CHAIR)[10:16]
-    p = pipeline(**{**ALL_OFF, "detect_every": 3})
+    p = pipeline(**{**ALL_OFF, "detect_every": 3, "every_when_slow": False})
     obs = [p.process(f) for f in clip]
     assert p.options.counts["detect"] == 2  # frames 0 and 3
     assert p.options.counts["detect_skipped"] == 4
@@ -336,7 +342,7 @@ def test_every_kth_detection_when_slow_skips_only_while_nobody_moves():
     # 8.0-10.0 s: he gets up (the box grows upward) and walks off to the right.
     leaving = frames(CHAIR)[40:51]
     slow = pipeline(**{**ALL_OFF, "detect_every": 3, "every_when_slow": True})
-    every = pipeline(**{**ALL_OFF, "detect_every": 3})
+    every = pipeline(**{**ALL_OFF, "detect_every": 3, "every_when_slow": False})
     detected = []
     for f in leaving:
         before = slow.options.counts.get("detect", 0)

@@ -37,12 +37,12 @@ against it. On by default (`fast`) are only the levers whose evaluation on
   an arm hanging at the side or held behind the back.
 * `wrist_every=k` (3): a track's wrist crops run on every k-th pose; between,
   their finds move with the hands (a phone in hand stays for seconds).
-* `detect_every=k` (off, 1): the detector runs on every k-th frame; the
-  frames between move each box on at its track's velocity. Off by default: at
-  5 fps the walking events, whose speed is read from the foot point frame to
-  frame, fall apart (docs/performance.md). With `every_when_slow`, frames are
-  skipped only while everyone in view moves under `every_slow_share` of their
-  height a frame: desks and posts at rest, not walkers.
+* `detect_every=k` (3) with `every_when_slow` (on): the detector runs on every
+  k-th frame while everyone in view moves under `every_slow_bh_s` of their
+  height a second (desks and posts at rest), and on every frame once someone
+  walks; the frames between move each box on at its track's velocity. Without
+  `every_when_slow` the walking events, whose speed is read from the foot point
+  frame to frame, fall apart at 5 fps (-10 points; docs/performance.md).
 * `pose_filter` (`serve` sets `zone_pose_filter` for a camera with zones):
   pose only for persons standing in a post, standby, staff-only or work zone.
 
@@ -106,9 +106,9 @@ class PipelineOptions:
     motion_delta: int = 16  # grey levels (of 255) a blurred pixel must change by to count as moved
     motion_share: float = 0.002  # share of the frame that must change to run the detector again
     motion_max_skip_s: float = 2.0  # detect at least this often even in a still scene
-    detect_every: int = 1
-    every_when_slow: bool = False  # ... only while everyone in view moves slower than ...
-    every_slow_share: float = 0.03  # ... this share of their height a frame
+    detect_every: int = 3
+    every_when_slow: bool = True  # ... only while everyone in view moves slower than ...
+    every_slow_bh_s: float = 0.15  # ... this share of their height a second (3 % a frame at 5 fps)
     pose_reuse: bool = True
     pose_reuse_share: float = 0.02  # share of a person's box that may change while landmarks are reused
     pose_reuse_shift: float = 0.04  # box centre/size change, in box heights, still "barely moved"
@@ -209,8 +209,10 @@ class Pipeline:
         self.options = options or PipelineOptions()
         self.camera = camera
         # With detection on every k-th frame the tracker sees fps/k updates a second: its lost
-        # buffer (in updates) must shrink with it to stay `lost_buffer_s` long.
-        rate = self.options.fps / self.options.every
+        # buffer (in updates) must shrink with it to stay `lost_buffer_s` long. Skipping only while
+        # nobody moves, people come and go (and tracks get lost) while every frame is detected.
+        o = self.options
+        rate = o.fps / (1 if o.every_when_slow else o.every)
         self.tracker = PersonTracker(rate, self.options.lost_buffer_s) if track else None
         self._since_detect = 0  # frames since the last detector run
         self._detect_t: float | None = None
@@ -218,8 +220,9 @@ class Pipeline:
         self._carry: tuple[list[tuple[int, np.ndarray, float]], list[Detection]] | None = None
         self._shown: list[tuple[int, np.ndarray, float]] = []  # the boxes of the last frame
         self._small_of: tuple[Frame, np.ndarray | None] | None = None  # needs_detection -> process
-        # id -> (frame, box, px/frame, whether measured over two detections)
-        self._velocity: dict[int, tuple[int, np.ndarray, np.ndarray, bool]] = {}
+        # id -> (frame, box, px/frame) and id -> (t, box, px/s, None until measured over two detections)
+        self._velocity: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
+        self._speed: dict[int, tuple[float, np.ndarray, np.ndarray | None]] = {}  # id -> (t, box, px/s)
         self._still_since: dict[int, tuple[float, np.ndarray]] = {}  # id -> (since when, box then)
         self._memo: dict[int, _PoseMemo] = {}
         self._width = 1
@@ -274,7 +277,7 @@ class Pipeline:
             tracks, objects = self._detect(image, (h, w), boxes)
             self._carry = (tracks, objects)
             self._since_detect, self._detect_t, self._detect_small = 0, frame.t, small
-            self._learn_velocity(tracks)
+            self._learn_velocity(tracks, frame.t)
         else:
             assert self._carry is not None
             self._since_detect += 1
@@ -337,32 +340,40 @@ class Pipeline:
         return None
 
     def _all_slow(self) -> bool:
-        """Every person of the last detection has been seen twice and moves under `every_slow_share`
-        of their height a frame (box edges included: standing up moves the top edge)."""
+        """Every person of the last detection has been seen twice and moves under `every_slow_bh_s`
+        of their height a second (box edges included: standing up moves the top edge).
+
+        Per second, not per frame: under load the service drops frames, and a person at a desk
+        then moves further between two analysed frames without moving any faster.
+        """
         o = self.options
         assert self._carry is not None
         for track_id, box, _ in self._carry[0]:
-            seen = self._velocity.get(track_id)
-            if seen is None or not seen[3]:
+            seen = self._speed.get(track_id)
+            if seen is None or seen[2] is None:
                 return False
             height = max(float(box[3] - box[1]), 1.0)
-            if float(np.abs(seen[2]).max()) > o.every_slow_share * height:
+            if float(np.abs(seen[2]).max()) > o.every_slow_bh_s * height:
                 return False
         return True
 
-    def _learn_velocity(self, tracks: list[tuple[int, np.ndarray, float]]) -> None:
-        """Each track's box velocity (pixels a frame) between its last two detections."""
+    def _learn_velocity(self, tracks: list[tuple[int, np.ndarray, float]], t: float) -> None:
+        """Each track's box velocity between its last two detections: in pixels a frame (to move
+        boxes on between detections) and in pixels a second (to judge who moves)."""
         now, every = self._frame_no, self.options.every
-        known = self._velocity
+        known, speed = self._velocity, self._speed
         for track_id, box, _ in tracks:
             box = np.asarray(box, float)
             before = known.get(track_id)
             gap = now - before[0] if before is not None else 0
             measured = before is not None and 0 < gap <= 2 * every
-            v = (box - before[1]) / gap if measured else np.zeros(4)
-            known[track_id] = (now, box, v, measured)
+            known[track_id] = (now, box, (box - before[1]) / gap if measured else np.zeros(4))
+            last = speed.get(track_id)
+            dt = t - last[0] if last is not None else 0.0
+            speed[track_id] = (t, box, (box - last[1]) / dt if measured and dt > 0 else None)
         for track_id in [k for k, (n, *_) in known.items() if now - n > 4 * every]:
             del known[track_id]
+            speed.pop(track_id, None)
 
     def _extrapolated(self) -> list[tuple[int, np.ndarray, float]]:
         """The last detection's tracks moved on by their velocity to this frame."""
