@@ -11,7 +11,7 @@ RUN="${SECONDS_PER_RUN:-20}"
 mkdir -p out
 .venv/bin/python bench/throughput.py --streams 1,2,4,8 --mode plain,fast --levers --seconds "$RUN" \
     --warmup 8 --json out/throughput.json
-.venv/bin/python bench/accuracy_levers.py --mode plain,fast,fast-every3,fast-slow,fast+pair,fast-track \
+.venv/bin/python bench/accuracy_levers.py --mode plain,fast,fast+every3,fast+every3-slow,fast+pair,fast-track \
     --json out/accuracy_levers.json
 .venv/bin/python bench/report.py out/throughput.json --accuracy out/accuracy_levers.json \
     --notes bench/performance_notes.md > docs/performance.md.tmp

@@ -37,12 +37,15 @@ against it. On by default (`fast`) are only the levers whose evaluation on
   an arm hanging at the side or held behind the back.
 * `wrist_every=k` (3): a track's wrist crops run on every k-th pose; between,
   their finds move with the hands (a phone in hand stays for seconds).
-* `detect_every=k` (3) with `every_when_slow` (on): the detector runs on every
-  k-th frame while everyone in view moves under `every_slow_bh_s` of their
-  height a second (desks and posts at rest), and on every frame once someone
-  walks; the frames between move each box on at its track's velocity. Without
-  `every_when_slow` the walking events, whose speed is read from the foot point
-  frame to frame, fall apart at 5 fps (-10 points; docs/performance.md).
+* `detect_every=k` (off, 1) with `every_when_slow` (on): the detector runs on
+  every k-th frame while everyone in view moves under `every_slow_bh_s` of
+  their height a second (desks and posts at rest), and on every frame once
+  someone walks; the frames between move each box on at its track's velocity.
+  Without `every_when_slow` the walking events, whose speed is read from the
+  foot point frame to frame, fall apart at 5 fps (-10 points). With it, k=3
+  keeps the evaluation within 2 points, but the tracker, updated every third
+  frame, loses small slow walkers (the CAVIAR walk-out changes id): off by
+  default until the tracker is told how far apart its updates are.
 * `pose_filter` (`serve` sets `zone_pose_filter` for a camera with zones):
   pose only for persons standing in a post, standby, staff-only or work zone.
 
@@ -106,7 +109,7 @@ class PipelineOptions:
     motion_delta: int = 16  # grey levels (of 255) a blurred pixel must change by to count as moved
     motion_share: float = 0.002  # share of the frame that must change to run the detector again
     motion_max_skip_s: float = 2.0  # detect at least this often even in a still scene
-    detect_every: int = 3
+    detect_every: int = 1
     every_when_slow: bool = True  # ... only while everyone in view moves slower than ...
     every_slow_bh_s: float = 0.15  # ... this share of their height a second (3 % a frame at 5 fps)
     pose_reuse: bool = True
@@ -220,6 +223,7 @@ class Pipeline:
         self._carry: tuple[list[tuple[int, np.ndarray, float]], list[Detection]] | None = None
         self._shown: list[tuple[int, np.ndarray, float]] = []  # the boxes of the last frame
         self._small_of: tuple[Frame, np.ndarray | None] | None = None  # needs_detection -> process
+        self._newcomers = False  # the last detection found people the tracker has not confirmed yet
         # id -> (frame, box, px/frame) and id -> (t, box, px/s, None until measured over two detections)
         self._velocity: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
         self._speed: dict[int, tuple[float, np.ndarray, np.ndarray | None]] = {}  # id -> (t, box, px/s)
@@ -348,6 +352,8 @@ class Pipeline:
         """
         o = self.options
         assert self._carry is not None
+        if self._newcomers:  # detected but not yet a track: the tracker needs them again next frame
+            return False
         for track_id, box, _ in self._carry[0]:
             seen = self._speed.get(track_id)
             if seen is None or seen[2] is None:
@@ -397,6 +403,7 @@ class Pipeline:
             with _Clock(o, "detect"):
                 boxes = self.detector.detect(image, imgsz=o.imgsz, conf=self.detect_conf)
         persons = _keep(boxes.of("person"), o.person_conf)
+        found_people = len(persons)
         objects = _keep(boxes.of(*HAND_OBJECTS, "tie"), o.object_conf)
         found = [
             Detection(lbl, float(c), b) for lbl, c, b in zip(objects.labels, objects.confidence, objects.xyxy)
@@ -407,6 +414,7 @@ class Pipeline:
             else:  # a still image: number persons left to right
                 order = np.argsort(persons.xyxy[:, 0]) if len(persons) else []
                 tracks = [(i + 1, persons.xyxy[j], float(persons.confidence[j])) for i, j in enumerate(order)]
+        self._newcomers = found_people > len(tracks)
         return tracks, found
 
     # -- pose and hands ----------------------------------------------------------------------------
