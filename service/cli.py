@@ -225,7 +225,7 @@ def serve(
         typer.Option(
             min=1,
             max=16,
-            help="Threads analysing frames, each with its own copy of the models (about 150 MB); "
+            help="Threads analysing frames, each with its own copy of the models (about 180 MB); "
             "cameras are shared between them. More than the CPU cores gains nothing "
             "(docs/performance.md).",
         ),
