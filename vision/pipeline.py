@@ -181,6 +181,19 @@ class _PoseMemo:
     full_t: float = 0.0  # when MediaPipe's full estimate (its person detector included) last ran
 
 
+@dataclass
+class _Velocity:
+    """A track's box at its last detection and how fast it moved since the one before: in pixels a
+    frame (to move boxes on between detections) and a second (to judge who moves; None until a
+    track has been detected twice close enough in time)."""
+
+    frame: int
+    t: float
+    box: np.ndarray
+    per_frame: np.ndarray
+    per_s: np.ndarray | None
+
+
 class _Clock:
     """Adds the time of each `with` block to a stage in the options' `stages_ms`."""
 
@@ -224,9 +237,7 @@ class Pipeline:
         self._shown: list[tuple[int, np.ndarray, float]] = []  # the boxes of the last frame
         self._small_of: tuple[Frame, np.ndarray | None] | None = None  # needs_detection -> process
         self._newcomers = False  # the last detection found people the tracker has not confirmed yet
-        # id -> (frame, box, px/frame) and id -> (t, box, px/s, None until measured over two detections)
-        self._velocity: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
-        self._speed: dict[int, tuple[float, np.ndarray, np.ndarray | None]] = {}  # id -> (t, box, px/s)
+        self._velocity: dict[int, _Velocity] = {}  # track id -> its box at its last detection, and speed
         self._still_since: dict[int, tuple[float, np.ndarray]] = {}  # id -> (since when, box then)
         self._memo: dict[int, _PoseMemo] = {}
         self._width = 1
@@ -355,11 +366,11 @@ class Pipeline:
         if self._newcomers:  # detected but not yet a track: the tracker needs them again next frame
             return False
         for track_id, box, _ in self._carry[0]:
-            seen = self._speed.get(track_id)
-            if seen is None or seen[2] is None:
+            seen = self._velocity.get(track_id)
+            if seen is None or seen.per_s is None:
                 return False
             height = max(float(box[3] - box[1]), 1.0)
-            if float(np.abs(seen[2]).max()) > o.every_slow_bh_s * height:
+            if float(np.abs(seen.per_s).max()) > o.every_slow_bh_s * height:
                 return False
         return True
 
@@ -367,19 +378,19 @@ class Pipeline:
         """Each track's box velocity between its last two detections: in pixels a frame (to move
         boxes on between detections) and in pixels a second (to judge who moves)."""
         now, every = self._frame_no, self.options.every
-        known, speed = self._velocity, self._speed
+        known = self._velocity
         for track_id, box, _ in tracks:
             box = np.asarray(box, float)
             before = known.get(track_id)
-            gap = now - before[0] if before is not None else 0
-            measured = before is not None and 0 < gap <= 2 * every
-            known[track_id] = (now, box, (box - before[1]) / gap if measured else np.zeros(4))
-            last = speed.get(track_id)
-            dt = t - last[0] if last is not None else 0.0
-            speed[track_id] = (t, box, (box - last[1]) / dt if measured and dt > 0 else None)
-        for track_id in [k for k, (n, *_) in known.items() if now - n > 4 * every]:
+            gap = now - before.frame if before is not None else 0
+            if before is not None and 0 < gap <= 2 * every:
+                dt = t - before.t
+                per_s = (box - before.box) / dt if dt > 0 else None
+                known[track_id] = _Velocity(now, t, box, (box - before.box) / gap, per_s)
+            else:
+                known[track_id] = _Velocity(now, t, box, np.zeros(4), None)
+        for track_id in [k for k, v in known.items() if now - v.frame > 4 * every]:
             del known[track_id]
-            speed.pop(track_id, None)
 
     def _extrapolated(self) -> list[tuple[int, np.ndarray, float]]:
         """The last detection's tracks moved on by their velocity to this frame."""
@@ -387,7 +398,7 @@ class Pipeline:
         out = []
         for track_id, box, conf in self._carry[0]:
             seen = self._velocity.get(track_id)
-            moved = box if seen is None else seen[1] + seen[2] * (self._frame_no - seen[0])
+            moved = box if seen is None else seen.box + seen.per_frame * (self._frame_no - seen.frame)
             out.append((track_id, moved, conf))
         return out
 
