@@ -70,13 +70,8 @@ CLIPS: tuple[str, ...] = (
     "2_pexels4105024_woman_corridor_phone_call.mp4",
     "DE_intel_worker-zone-detection.mp4",
 )
-CHAIR_ZONE = {
-    "name": "desk-post",
-    "kind": "post",
-    "role": "front_desk",
-    "min_staff": 1,
-    "polygon": [[100, 560], [380, 560], [400, 848], [80, 848]],
-}
+#: The chair camera's post zone, as examples/chair_clip.yaml draws it.
+CHAIR_SITE = ROOT / "examples" / "chair_clip.yaml"
 #: Lever names usable after a `+` in a variant ("plain+motion", "fast+every3", "fast+threads2").
 LEVERS = (
     "motion", "reuse", "reusebox", "track", "wrist", "cropsK", "zones", "everyK", "threadsN", "workersN",
@@ -181,6 +176,13 @@ class Variant:
 # ============================================================================= child: one measurement
 
 
+def chair_zones() -> list[dict[str, Any]]:
+    """The zones of examples/chair_clip.yaml's camera: one source for the chair clip's post."""
+    import yaml
+
+    return yaml.safe_load(CHAIR_SITE.read_text(encoding="utf-8"))["cameras"][0]["zones"]
+
+
 def write_site(folder: Path, streams: int) -> Path:
     """A site file of `streams` cameras over the benchmark clips (absolute paths, nothing copied)."""
     import yaml
@@ -191,7 +193,7 @@ def write_site(folder: Path, streams: int) -> Path:
         cam: dict[str, Any] = {"id": f"cam{i}", "source": str((MEDIA / clip).resolve()), "fps": FPS}
         if clip == CLIPS[0]:
             cam["frame_size"] = [480, 848]
-            cam["zones"] = [CHAIR_ZONE]
+            cam["zones"] = chair_zones()
         cameras.append(cam)
     site = {"name": "bench", "cameras": cameras, "clauses": {"d1.reception.02": {"empty_s": 0.5}}}
     path = folder / "bench.yaml"

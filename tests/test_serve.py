@@ -117,17 +117,15 @@ class HungSource(FrameSource):
 
 
 def write_site(folder: Path, name: str, cameras: dict[str, str]) -> Path:
-    """A site file like examples/chair_clip.yaml with the given camera sources (id -> source)."""
-    post = {
-        "name": "desk-post",
-        "kind": "post",
-        "role": "front_desk",
-        "min_staff": 1,
-        "polygon": [[100, 560], [380, 560], [400, 848], [80, 848]],
-    }
+    """A site file like examples/chair_clip.yaml (its post zone) with the given camera sources."""
+    example = yaml.safe_load((ROOT / "examples" / "chair_clip.yaml").read_text(encoding="utf-8"))
+    zones = example["cameras"][0]["zones"]
     data = {
         "name": name,
-        "cameras": [{"id": cid, "source": src, "fps": 5, "zones": [post]} for cid, src in cameras.items()],
+        "cameras": [
+            {"id": cid, "source": src, "fps": 5, "zones": copy.deepcopy(zones)}
+            for cid, src in cameras.items()
+        ],
         "clauses": {ABANDONED: {"empty_s": 0.5}},
     }
     path = folder / "site.yaml"
