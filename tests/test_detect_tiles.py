@@ -62,3 +62,15 @@ def test_two_cameras_in_one_call_find_the_people_each_finds_alone():
         )
         for box in alone.xyxy:
             assert max(iou(box, other) for other in paired.xyxy) > 0.7
+
+
+@pytest.mark.model
+def test_torch_runs_on_one_thread_around_an_exported_detector():
+    """torch only letterboxes and runs NMS around TFLite/ONNX weights; its spinning pool of one
+    thread a core would take the core the other inference thread needs (docs/performance.md)."""
+    import torch
+
+    detector = make_pipeline().detector
+    if str(detector.weights).endswith((".pt", ".torchscript")):
+        pytest.skip("torch runs the model itself with .pt weights and keeps its threads")
+    assert torch.get_num_threads() == 1
