@@ -366,3 +366,54 @@ def test_the_live_list_resumes_after_a_dropped_stream_and_a_trainer_cannot_revie
                 server.stop()
         hub.close()
         store.close()
+
+
+def test_a_clip_attached_while_the_detail_loads_is_shown(browser: Any, tmp_path: Path) -> None:
+    """The race that once left a CI run waiting 90 s for a clip: the clip is attached (and
+    alert.media sent) after the page asked for the alert's detail but before the answer came,
+    so the answer predates the clip. The page must ask again, not show "being recorded" for good."""
+    import asyncio
+
+    import numpy as np
+    from starlette.requests import Request
+
+    from service.clips import ClipEncoder
+
+    encoder = ClipEncoder(tmp_path / "clip.mp4", 10.0, (160, 120))
+    for i in range(15):
+        encoder.write(np.full((120, 160, 3), 8 * i, np.uint8), i / 10)
+    encoder.close()
+    store = AlertStore(f"sqlite:///{tmp_path / 'shop.db'}")
+    app = create_app(store, site("shop"), media_root=tmp_path)
+    hub = EventHub(store, keepalive_s=0.5)
+    add_live_routes(app, hub)
+    add_review_routes(app)
+    key = create_key(store, "manager", ["shop"])
+    alert = store.open_alert(violation("d5.stance.01", "desk"), "desk", "shop")
+    overtaken: list[int] = []
+
+    @app.middleware("http")
+    async def attach_during_the_first_detail(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)  # the detail, computed before the clip exists
+        if request.url.path == f"/alerts/{alert.id}" and not overtaken:
+            overtaken.append(alert.id)
+            await asyncio.to_thread(store.set_media, alert.id, clip="clip.mp4")
+            await asyncio.sleep(1.0)  # alert.media reaches the page before this answer does
+        return response
+
+    d = browser
+    server = BackgroundServer(app).start()
+    try:
+        d.get(server.url + "/review/")
+        _shown(d, "#key").send_keys(key)
+        _shown(d, "#key-form button").click()
+        _wait(d, lambda d: _shown(d, "#live").get_attribute("data-state") == "connected", 30, "SSE")
+        _click(d, f'#alerts li[data-id="{alert.id}"] button', "the alert")
+        _wait(d, lambda d: _shown(d, '#clip[data-loaded="true"]'), 15, "the clip attached meanwhile")
+        assert overtaken == [alert.id]  # the race did happen
+        assert _shown(d, "#clip-missing") is None
+    finally:
+        d.execute_script("sessionStorage.clear()")
+        server.stop()
+        hub.close()
+        store.close()

@@ -48,6 +48,7 @@
     pending: [], // live events that arrived while the list was loading
     clauses: new Map(), // id -> Clause (for the gloss in the list)
     selected: null, // AlertDetailOut of the alert shown on the right
+    fetching: { id: null, stale: false }, // the detail being fetched, and whether an event overtook it
     media: { id: null, clip: null, snapshot: null, urls: [] },
     generation: 0, // bumped on every key change / list reload: late answers are dropped
     live: { controller: null, lastEventId: null, retryMs: RETRY_MS, failures: 0, timer: null },
@@ -345,6 +346,7 @@
       state.selected = { ...state.selected, ...alert };
       renderDetail();
     }
+    if (state.fetching.id === alert.id) state.fetching.stale = true;
   }
 
   // -- the selected alert ----------------------------------------------------------------------------
@@ -367,7 +369,16 @@
       li.setAttribute("aria-current", li.dataset.id === String(id) ? "true" : "false");
     }
     try {
-      const detail = await api(`/alerts/${id}`);
+      // An event about this alert (its clip written, say) may arrive while the detail is on its
+      // way; the answer then predates it, so ask again rather than show a stale detail for good.
+      let detail;
+      for (let tries = 0; tries < 5; tries += 1) {
+        state.fetching = { id, stale: false };
+        detail = await api(`/alerts/${id}`);
+        if (state.fetching.id !== id) return; // another alert was selected meanwhile: it wins
+        if (!state.fetching.stale) break;
+      }
+      state.fetching = { id: null, stale: false };
       if (key !== state.key) return;
       if (!state.selected || state.selected.id !== id) releaseMedia();
       state.selected = detail;
