@@ -340,7 +340,8 @@ class CameraWorker:
         self._analyser: Analyser | None = None
         self._approvals: list[Approval] = []
         self.running = False
-        self.ended = False
+        self.ended = False  # the file ended and its rules were finished (until the next start)
+        self._end_reported = False  # the monitor wrote the status after the end
         # live state, read by the monitor thread
         self.connected = False
         self.error: str | None = None
@@ -386,7 +387,7 @@ class CameraWorker:
             self._t0 = time.monotonic()
             self.last_t = self.last_at = None
             self._done.clear()
-            self.running, self.ended = True, False
+            self.running, self.ended, self._end_reported = True, False, False
             self.connected, self.error = False, None
             self._thread = threading.Thread(
                 target=self._capture, name=f"capture-{self.camera.id}", daemon=True
@@ -838,7 +839,7 @@ class WorkerPool:
     def _monitor(self) -> None:
         while not self._stop.wait(self.options.status_every_s):
             for worker in list(self.workers.values()):
-                if not worker.running and not worker.ended:
+                if not worker.running and (not worker.ended or worker._end_reported):
                     continue
                 try:
                     worker.check_stale()
@@ -846,7 +847,9 @@ class WorkerPool:
                 except Exception:
                     log.exception("camera %s: writing its status failed", worker.camera.id)
                 if worker.ended:
-                    worker.ended = False  # reported once after the end; nothing changes any more
+                    # Reported once after the end; nothing changes any more. `ended` itself stays
+                    # true: it once went back to false here, and whoever waited for it could miss it.
+                    worker._end_reported = True
 
 
 # -- HTTP control ------------------------------------------------------------------------------------

@@ -555,11 +555,13 @@ def test_two_inference_threads_share_the_cameras_and_keep_each_cameras_frames_in
     analysers = WatchedAnalysers()
     service = build_service(
         site_path, db=f"sqlite:///{tmp_path / 'site.db'}", out_dir=tmp_path / "media", realtime=False,
-        analysers=analysers, worker_options=WorkerOptions(inference_threads=2),
+        analysers=analysers, worker_options=WorkerOptions(inference_threads=2, status_every_s=0.05),
     )  # fmt: skip
     with service:
         workers = service.pool.workers.values()
-        wait_until(lambda: all(w.ended for w in workers), 60, "every camera to reach the end of its file")
+        # `ended` stays true once reported: the monitor (every 0.05 s here) once reset it, and a
+        # camera that ended first was back to false before the last one ended.
+        wait_until(lambda: all(w.ended for w in workers), 120, "every camera to reach the end of its file")
         alerts = service.store.list_alerts(AlertFilter(sites=["two"], clauses=[ABANDONED]))
     assert analysers.overlaps == 0
     threads = {name for seen in analysers.seen.values() for _, name in seen}
@@ -634,7 +636,7 @@ def test_paired_detection_detects_two_cameras_in_one_call_and_hands_each_its_box
     )  # fmt: skip
     with service:
         workers = service.pool.workers.values()
-        wait_until(lambda: all(w.ended for w in workers), 60, "both cameras to reach the end of their file")
+        wait_until(lambda: all(w.ended for w in workers), 120, "both cameras to reach the end of their file")
         alerts = service.store.list_alerts(AlertFilter(sites=["pairs"], clauses=[ABANDONED]))
     assert analysers.calls and all(len(shapes) == 2 for shapes in analysers.calls)
     # Paired where both cameras had a frame waiting; a frame never waits for a partner.
