@@ -488,7 +488,8 @@ GRIP_REACH = 0.15  # an object box this close to a wrist or fingertip (torso len
 GLANCE_DEG = 3.0  # with a phone in hand, a bow past this means the eyes are on it (level gaze reads < 3)
 #: With no phone box (a phone hidden in the hand or too small to detect), a hand raised in front
 #: of the chest and a head bowed past this is read as looking at a phone, at low confidence.
-RAISED_BOW_DEG = 7.0
+RAISED_BOW_DEG = 5.0
+RAISED_WRIST_SEEN = 0.3  # see `raised_hand`
 
 
 Held = tuple[Detection, str, float]
@@ -563,7 +564,9 @@ def raised_hand(body: Body, side: str) -> bool:
     pocket, on the hip or folded under the other arm hangs at or below its elbow.
     """
     sh, el, wr = (L_SHOULDER, L_ELBOW, L_WRIST) if side == "left" else (R_SHOULDER, R_ELBOW, R_WRIST)
-    if not body.seen(sh, el, wr, level=VISIBLE):
+    # The wrist at a lower level: a hand held in front of the chest is half hidden by the phone
+    # and the other arm, and BlazePose marks it 0.3-0.5 visible while placing it well.
+    if not body.seen(sh, el, level=VISIBLE) or not body.seen(wr, level=RAISED_WRIST_SEEN):
         return False
     kp, t = body.kp, body.torso
     axis = _unit(body.hip_mid - body.shoulder_mid)
