@@ -166,13 +166,19 @@ class PersonObservation:
     @property
     def foot_point(self) -> tuple[float, float]:
         """Where the person stands in the image: between the ankles when they are
-        visible, else the bottom centre of the box. Zone membership uses this."""
+        visible, else the bottom centre of the box. Zone membership and floor speed use this.
+
+        Ankles below the box are believed (legs hidden behind a desk or cut by the frame
+        edge: BlazePose places them), ankles in the upper half of the box are not: feet are
+        the lowest part of anyone standing or sitting, and a small far person's pose that
+        puts them mid-body made one frame's foot jump half a body and read as running."""
+        x1, y1, x2, y2 = (float(v) for v in self.box)
         if self.keypoints is not None and self.visibility is not None:
             ankles = [27, 28]
             if all(self.visibility[i] >= 0.5 for i in ankles):
                 x, y = self.keypoints[ankles].mean(axis=0)
-                return float(x), float(y)
-        x1, _, x2, y2 = (float(v) for v in self.box)
+                if y >= (y1 + y2) / 2.0:
+                    return float(x), float(y)
         return (x1 + x2) / 2.0, y2
 
     @property

@@ -37,15 +37,16 @@ against it. On by default (`fast`) are only the levers whose evaluation on
   an arm hanging at the side or held behind the back.
 * `wrist_every=k` (3): a track's wrist crops run on every k-th pose; between,
   their finds move with the hands (a phone in hand stays for seconds).
-* `detect_every=k` (off, 1) with `every_when_slow` (on): the detector runs on
+* `detect_every=k` (3) with `every_when_slow` (on): the detector runs on
   every k-th frame while everyone in view moves under `every_slow_bh_s` of
   their height a second (desks and posts at rest), and on every frame once
-  someone walks; the frames between move each box on at its track's velocity.
+  someone walks; the frames between move each box on at its track's velocity,
+  and the tracker coasts through them (`PersonTracker.coast`: one Kalman step a
+  frame, so its motion model and lost buffer count frames, not updates).
   Without `every_when_slow` the walking events, whose speed is read from the
-  foot point frame to frame, fall apart at 5 fps (-10 points). With it, k=3
-  keeps the evaluation within 2 points, but the tracker, updated every third
-  frame, loses small slow walkers (the CAVIAR walk-out changes id): off by
-  default until the tracker is told how far apart its updates are.
+  foot point frame to frame, fall apart at 5 fps (-10 points). Before the
+  tracker coasted, a small slow walker who turned between two detections got a
+  new id (the CAVIAR walk-out).
 * `pose_filter` (`serve` sets `zone_pose_filter` for a camera with zones):
   pose only for persons standing in a post, standby, staff-only or work zone.
 
@@ -109,7 +110,7 @@ class PipelineOptions:
     motion_delta: int = 16  # grey levels (of 255) a blurred pixel must change by to count as moved
     motion_share: float = 0.002  # share of the frame that must change to run the detector again
     motion_max_skip_s: float = 2.0  # detect at least this often even in a still scene
-    detect_every: int = 1
+    detect_every: int = 3
     every_when_slow: bool = True  # ... only while everyone in view moves slower than ...
     every_slow_bh_s: float = 0.15  # ... this share of their height a second (3 % a frame at 5 fps)
     pose_reuse: bool = True
@@ -224,12 +225,9 @@ class Pipeline:
         self.pose = pose
         self.options = options or PipelineOptions()
         self.camera = camera
-        # With detection on every k-th frame the tracker sees fps/k updates a second: its lost
-        # buffer (in updates) must shrink with it to stay `lost_buffer_s` long. Skipping only while
-        # nobody moves, people come and go (and tracks get lost) while every frame is detected.
-        o = self.options
-        rate = o.fps / (1 if o.every_when_slow else o.every)
-        self.tracker = PersonTracker(rate, self.options.lost_buffer_s) if track else None
+        # The tracker coasts through the frames every-k-th detection skips, so its lost buffer
+        # counts analysed frames whatever k is.
+        self.tracker = PersonTracker(self.options.fps, self.options.lost_buffer_s) if track else None
         self._since_detect = 0  # frames since the last detector run
         self._detect_t: float | None = None
         self._detect_small: np.ndarray | None = None
@@ -301,7 +299,12 @@ class Pipeline:
             # Between k-th frames people keep walking: move each box on at its track's velocity (so a
             # walker's foot point does not stall and jump, which reads as standing); in a still
             # frame nothing moved, so the last boxes stay.
-            tracks = self._extrapolated() if why == "kth" else self._shown
+            if why == "kth":
+                with _Clock(o, "track"):
+                    self.tracker.coast()  # type: ignore[union-attr]  # a skip needs a tracker
+                tracks = self._extrapolated()
+            else:
+                tracks = self._shown
         self._shown = tracks
         obs = FrameObservation(frame.camera, frame.t, frame.index, w, h)
         obs.objects = list(objects)
