@@ -9,7 +9,9 @@ SHARED_MODEL ?= ../shared/models/yolov8n_int8.tflite
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e ".[test]"
+	# --no-compile: byte-compiling all of torch took half a minute of every fresh install;
+	# Python compiles the modules actually imported on first use.
+	$(BIN)/pip install --quiet --no-compile -e ".[test]"
 	touch $@
 
 # Detector weights: the project's git-ignored models/ folder is searched before
