@@ -11,13 +11,15 @@ around the wrists (about a shoulder width each side), which the detector's
 letterbox upscales. Crop detections are kept as evidence (`source="wrist"`).
 
 Throughput levers (issue 5; figures in docs/performance.md). On a 2-core box
-the detector costs about 40 ms a call and BlazePose about 35 ms a person, and
+the detector costs about 40 ms a call (160 ms on a slower host) and BlazePose about 35 ms a person, and
 a posed person costs up to two more detector calls for the wrist crops, so a
 plain frame with one person is ~150 ms: far from 8 cameras at 5 fps (25 ms a
 frame). Each lever is a `PipelineOptions` switch; `plain=True` turns all of
 them off, so the baseline stays one flag away and every figure is a ratio
-against it. On by default (`fast`) are only the levers whose evaluation on
-../shared/media stayed within 2 points of plain (bench/accuracy_levers.py):
+against it. The rule for a lever to be on by default (`fast`): the evaluation
+on ../shared/media stays within 2 points of plain (bench/accuracy_levers.py).
+Each lever below met it when it was switched on; `fast` as a whole does not
+meet it in the latest run (docs/performance.md says where and why):
 
 * `motion_gate` (on): a downscaled grey frame is compared with the one of the
   last detection; when (almost) nothing changed, detection is skipped and the

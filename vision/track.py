@@ -83,7 +83,8 @@ class PersonTracker:
         confirmed = [t for t in tracker.tracked_stracks if t.is_activated]
         tracker.multi_predict(confirmed + list(tracker.lost_stracks))
         # Lost past the buffer: removed now, as `update` would have on this frame; else the next
-        # detection could still revive a track gone for longer than the buffer.
+        # detection could still revive a track gone for longer than the buffer. `track_buffer` is
+        # ByteTrack's own limit here: its frame_rate is left at 30, where the two are equal.
         stale = [t for t in tracker.lost_stracks if tracker.frame_id - t.end_frame > self.args.track_buffer]
         for t in stale:
             t.mark_removed()
