@@ -357,10 +357,14 @@ def _legs_upright(body: Body) -> bool:
     forearms resting on it (the doorbell clip, 4-12 s), has his trunk as flat as someone on the
     floor while he stands on straight legs (often cut off by the frame's bottom edge, so only
     the thighs show). Lying, or on hands and knees, the thighs or the shins are as flat as the trunk.
+
+    "Steep" is more than 45 degrees below the horizontal: with his shins cut off by the frame,
+    BlazePose tilts the bent-over man's thighs to 50-60 degrees, and how far it tilts them
+    differs between CPUs (XNNPACK kernels); a lying person's thighs are within 30 degrees.
     """
 
     def steep(v: np.ndarray) -> bool:
-        return bool(v[1] > 1.5 * abs(v[0]))
+        return bool(v[1] > abs(v[0]))
 
     for hip, knee, ankle in ((L_HIP, L_KNEE, L_ANKLE), (R_HIP, R_KNEE, R_ANKLE)):
         if not body.seen(hip, knee, level=VISIBLE):
@@ -381,8 +385,11 @@ def posture(body: Body) -> Label:
     trunk = (w[L_SHOULDER] + w[R_SHOULDER]) / 2 - (w[L_HIP] + w[R_HIP]) / 2
     trunk_img = body.shoulder_mid - body.hip_mid
     flat = abs(trunk_img[0]) > abs(trunk_img[1]) * 1.5 and abs(trunk[0]) > abs(trunk[1])
-    if flat and not _legs_upright(body):
-        return Label("lying", 0.7)
+    if flat:
+        # Bent over on straight legs, or lying. Not the knee score below: it reads the
+        # bent-over man's thighs, tilted by the pose model where his shins are out of the frame,
+        # as a seated person's.
+        return Label("standing", 0.6) if _legs_upright(body) else Label("lying", 0.7)
     knees = [k for k, h in ((L_KNEE, L_HIP), (R_KNEE, R_HIP)) if body.vis[k] >= VISIBLE]
     if not knees:
         return Label()
