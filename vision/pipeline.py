@@ -52,6 +52,10 @@ meet it in the latest run (docs/performance.md says where and why):
 * `pose_filter` (`serve` sets `zone_pose_filter` for a camera with zones):
   pose only for persons standing in a post, standby, staff-only or work zone.
 
+Not a lever: each track's posture is voted over `posture_window_s` (0.4 s, three frames at
+5 fps; `vision.smooth`), so a one-frame flip of BlazePose's reading (a man bent over a railing
+reads lying for a frame) does not reach the rules. A real change shows one frame later.
+
 Carried and reused results are what the plain pipeline found one or a few
 frames earlier: the rules see a frame that lags, never one that invents.
 Still images (`track=False`) always run every stage.
@@ -72,6 +76,7 @@ from vision.features import Body, compute_features, hand_pose
 from vision.landmarks import roi_from_pose
 from vision.observation import Detection, FrameObservation, PersonObservation
 from vision.pose import L_SHOULDER, L_WRIST, R_SHOULDER, R_WRIST, Pose, PoseEstimator, crop_square
+from vision.smooth import POSTURE_WINDOW_S, LabelVote
 from vision.track import PersonTracker
 
 if TYPE_CHECKING:
@@ -125,6 +130,9 @@ class PipelineOptions:
     pose_track_refresh_s: float = 2.0  # ... and run the full MediaPipe estimate at least this often
     wrist_gate: bool = True
     wrist_every: int = 3  # run a track's wrist crops on every k-th pose, carry their finds between
+    # Not a lever (plain has it too): a track's posture is voted over this window (vision.smooth);
+    # 0 reads every frame on its own.
+    posture_window_s: float = POSTURE_WINDOW_S
     stages_ms: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -240,6 +248,7 @@ class Pipeline:
         self._velocity: dict[int, _Velocity] = {}  # track id -> its box at its last detection, and speed
         self._still_since: dict[int, tuple[float, np.ndarray]] = {}  # id -> (since when, box then)
         self._memo: dict[int, _PoseMemo] = {}
+        self._posture = LabelVote(self.options.posture_window_s)
         self._width = 1
         self._frame_no = 0
 
@@ -340,6 +349,10 @@ class Pipeline:
                 )
                 # Keep only the objects that ended up associated with this person's hands.
                 person.held = [d for d in held if _near_any(d, person)]
+                if self.tracker is not None and o.posture_window_s > 0:
+                    person.features.posture = self._posture.vote(
+                        person.track_id, frame.t, person.features.posture
+                    )
             obs.persons.append(person)
         self._forget(frame.t, {p.track_id for p in obs.persons})
         return obs
@@ -559,6 +572,7 @@ class Pipeline:
             del self._memo[k]
         for k in [k for k in self._still_since if k not in seen]:
             del self._still_since[k]
+        self._posture.forget(seen | set(self._memo))
 
 
 def motion_image(image: np.ndarray, width: int = MOTION_WIDTH) -> np.ndarray:
