@@ -470,6 +470,17 @@ class ZoneMonitor:
         self._refresh_open(t)
         return events
 
+    def open_absences(self) -> list[Absence]:
+        """The absences still running, as copies ended at the last frame and marked `ongoing`
+        (a report written mid-shift shows the post empty now, not only the absences that ended)."""
+        out = []
+        for state in self._zones.values():
+            if state.absence is not None:
+                record = copy.deepcopy(state.absence.record)
+                record.end_s, record.ongoing = self._last_t, True
+                out.append(record)
+        return out
+
     def finish(self, t: float | None = None) -> list[ViolationEvent]:
         """The stream ended (at `t`, default the last frame): close what is open, end the absences."""
         if t is None:

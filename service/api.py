@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, status
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as ASGIScope
 
@@ -44,6 +44,7 @@ from service.schemas import (
     ApprovalIn,
     ApprovalOut,
     CameraOut,
+    CameraReportOut,
     ClauseText,
     ClauseTotalOut,
     ErrorOut,
@@ -53,7 +54,7 @@ from service.schemas import (
     TotalOut,
     TrackTotalOut,
 )
-from service.store import AlertFilter, AlertStore, Conflict, NotFound, ShiftReport
+from service.store import AlertFilter, AlertStore, CameraReport, Conflict, NotFound, ShiftReport
 
 if TYPE_CHECKING:
     from calibration.site import Site
@@ -617,5 +618,61 @@ def create_app(
                 headers={"Content-Disposition": f'attachment; filename="{name}"'},
             )
         return _report_out(report)
+
+    @app.get(
+        "/reports/cameras",
+        tags=["reports"],
+        summary="Camera runs' reports: handovers, absences, salutes, arrivals, guards' shift audit",
+        response_model=list[CameraReportOut],
+        responses={**AUTH, **E400},
+    )
+    def list_camera_reports(
+        principal: ReportReader,
+        since: Annotated[
+            datetime | None, Query(alias="from", description="Runs started at or after.")
+        ] = None,
+        until: Annotated[datetime | None, Query(alias="to", description="Runs before.")] = None,
+        site: Annotated[list[str] | None, Query()] = None,
+        camera: Annotated[list[str] | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> list[CameraReportOut]:
+        start, end = _window(since, until)
+        found = store.camera_reports(
+            principal.scope, sites=site, cameras=camera, since=start, until=end, limit=limit
+        )
+        return [CameraReportOut.of(r) for r in found]
+
+    def _camera_report(principal: Principal, report_id: int) -> CameraReport:
+        found = store.camera_report(report_id, principal.scope)
+        if found is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera report {report_id}")
+        return found
+
+    @app.get(
+        "/reports/cameras/{report_id}",
+        tags=["reports"],
+        summary="One camera run's report, with its content",
+        response_model=CameraReportOut,
+        responses={**AUTH, **E404},
+    )
+    def get_camera_report(
+        principal: ReportReader, report_id: Annotated[int, PathParam(ge=1)]
+    ) -> CameraReportOut:
+        return CameraReportOut.of(_camera_report(principal, report_id), full=True)
+
+    @app.get(
+        "/reports/cameras/{report_id}/audit",
+        tags=["reports"],
+        summary="The guards' shift audit of a camera run, as a printable page",
+        response_class=HTMLResponse,
+        responses={**AUTH, **E404, 200: {"content": {"text/html": {}}}},
+    )
+    def camera_report_audit(principal: ReportReader, report_id: Annotated[int, PathParam(ge=1)]) -> Any:
+        found = _camera_report(principal, report_id)
+        if found.audit_html is None:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND, f"camera report {report_id} has no shift audit (no guard posts)"
+            )
+        return HTMLResponse(found.audit_html)
 
     return app

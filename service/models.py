@@ -1,4 +1,4 @@
-"""SQLAlchemy tables of the alert service: sites, cameras, alerts, approvals, API keys.
+"""SQLAlchemy tables of the alert service: sites, cameras, alerts, approvals, API keys, camera reports.
 
 These classes are the storage layout only; the rest of the service works with the
 plain records of `service.store` (detached from any session, safe to hand to delivery
@@ -202,3 +202,30 @@ class ApiKeyRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CameraReportRow(Base):
+    """What a camera's run reports besides alerts (handovers, absences, salutes, arrivals and
+    visits, the guards' shift audit), as the worker last saved it: one row per run, rewritten
+    as the run goes on and marked final when it ends, so a crash loses at most one interval."""
+
+    __tablename__ = "camera_reports"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["site_id", "camera_id"],
+            ["cameras.site_id", "cameras.id"],
+            name="fk_camera_reports_camera_cameras",
+            ondelete="CASCADE",
+        ),
+        Index("ix_camera_reports_site_camera_started", "site_id", "camera_id", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(String(100))
+    camera_id: Mapped[str] = mapped_column(String(100))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)  # wall time the run started
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    stream_t: Mapped[float] = mapped_column(Float, default=0.0)  # stream time it covers, seconds
+    final: Mapped[bool] = mapped_column(Boolean, default=False)  # the run ended
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    audit_html: Mapped[str | None] = mapped_column(Text)  # the printable shift audit, guard posts only

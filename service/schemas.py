@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from service.models import as_utc
-from service.store import Alert, Approval, CameraStatus, Review, Total
+from service.store import Alert, Approval, CameraReport, CameraStatus, Review, Total
 
 CLAUSE_ID = r"^d\d+\.[a-z_]+\.\d{2}$"
 
@@ -207,6 +207,40 @@ class CameraOut(BaseModel):
             last_frame_at=c.last_frame_at,
             last_error=c.last_error,
             updated_at=c.updated_at,
+        )
+
+
+class CameraReportOut(BaseModel):
+    """One run of a camera and what it reported besides alerts (saved as the run goes)."""
+
+    id: int
+    site: str
+    camera: str
+    started_at: datetime = Field(description="Wall time the camera's run started.")
+    updated_at: datetime = Field(description="Wall time the report was last saved.")
+    stream_t: float = Field(description="Stream time the report covers, seconds.")
+    final: bool = Field(description="The run ended; the report no longer changes.")
+    has_audit: bool = Field(description="A printable shift audit exists (cameras with guard posts).")
+    report: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "handovers, absences (approved or not), notes, gestures (salutes...), arrivals and "
+            "visits, and the guards' shift audit, as the camera has them; only on a single report."
+        ),
+    )
+
+    @classmethod
+    def of(cls, r: CameraReport, full: bool = False) -> CameraReportOut:
+        return cls(
+            id=r.id,
+            site=r.site,
+            camera=r.camera,
+            started_at=r.started_at,
+            updated_at=r.updated_at,
+            stream_t=r.stream_t,
+            final=r.final,
+            has_audit=r.has_audit,
+            report=r.payload if full else None,
         )
 
 

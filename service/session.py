@@ -135,7 +135,7 @@ class CameraRules:
         if self.zones is not None:
             z = self.zones
             out["handovers"] = [h.to_dict() for h in z.handovers]
-            out["absences"] = [a.to_dict() for a in z.absences]
+            out["absences"] = [a.to_dict() for a in z.absences + z.open_absences()]
             out["notes"] = list(z.notes)
         if self.gestures:
             out["gestures"] = [_gesture(e) for e in self.gesture_events]

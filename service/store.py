@@ -36,7 +36,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from rules.violation import Violation
 from service.db import WRITE, database_url, make_engine, upgrade
-from service.models import AlertRow, ApiKeyRow, ApprovalRow, CameraRow, SiteRow, as_utc, utcnow
+from service.models import (
+    AlertRow,
+    ApiKeyRow,
+    ApprovalRow,
+    CameraReportRow,
+    CameraRow,
+    SiteRow,
+    as_utc,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from calibration.site import Approval as SiteApproval
@@ -231,6 +240,41 @@ class CameraStatus:
             last_frame_at=row.last_frame_at,
             last_error=row.last_error,
             updated_at=row.updated_at,
+        )
+
+
+@dataclass(frozen=True)
+class CameraReport:
+    """What one run of a camera reported besides alerts, as its worker last saved it.
+
+    `payload` is `service.session.CameraRules.reports()`: handovers, absences (approved or not),
+    salutes and other gestures, customer arrivals and visits, the guards' shift audit.
+    `audit_html` is that audit as a printable page (cameras with guard posts only)."""
+
+    id: int
+    site: str
+    camera: str
+    started_at: datetime
+    updated_at: datetime
+    stream_t: float
+    final: bool
+    has_audit: bool
+    payload: dict[str, Any] = field(repr=False)
+    audit_html: str | None = field(repr=False, default=None)
+
+    @classmethod
+    def from_row(cls, row: CameraReportRow, full: bool = True) -> CameraReport:
+        return cls(
+            id=row.id,
+            site=row.site_id,
+            camera=row.camera_id,
+            started_at=row.started_at,
+            updated_at=row.updated_at,
+            stream_t=row.stream_t,
+            final=row.final,
+            has_audit=row.audit_html is not None,
+            payload=dict(row.payload or {}) if full else {},
+            audit_html=row.audit_html if full else None,
         )
 
 
@@ -584,6 +628,78 @@ class AlertStore:
         with self._read() as s:
             row = s.get(CameraRow, (site, camera))
             return CameraStatus.from_row(row) if row else None
+
+    # -- camera reports ----------------------------------------------------------------------------
+
+    def save_report(
+        self,
+        site: str | Site,
+        camera: str | SiteCamera,
+        started_at: datetime,
+        stream_t: float,
+        payload: dict[str, Any],
+        *,
+        audit_html: str | None = None,
+        final: bool = False,
+    ) -> CameraReport:
+        """Write a run's report (the run is the camera and its wall-clock start): the first call
+        creates it, later ones replace its content. A final report is not written over again."""
+        site_id, camera_id = _site_id(site), _camera_id(camera)
+        started = as_utc(started_at)
+        with self._write.begin() as s:
+            self._ensure_camera(s, site_id, camera_id)
+            stmt = select(CameraReportRow).where(
+                CameraReportRow.site_id == site_id,
+                CameraReportRow.camera_id == camera_id,
+                CameraReportRow.started_at == started,
+            )
+            row = s.scalars(stmt).first()
+            if row is None:
+                row = CameraReportRow(site_id=site_id, camera_id=camera_id, started_at=started)
+                s.add(row)
+            elif row.final:
+                return CameraReport.from_row(row)
+            row.payload = _jsonable(payload)
+            row.audit_html = audit_html
+            row.stream_t = _num(stream_t)
+            row.final = final
+            row.updated_at = self.now()
+            s.flush()
+            return CameraReport.from_row(row)
+
+    def camera_reports(
+        self,
+        scope: Scope = EVERYTHING,
+        *,
+        sites: Sequence[str] | None = None,
+        cameras: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+    ) -> list[CameraReport]:
+        """Runs' reports, newest start first, without their content; `since`/`until` bound the
+        run's start: [since, until)."""
+        r = CameraReportRow
+        stmt = scope.where(select(r), r.site_id, r.camera_id)
+        if sites:
+            stmt = stmt.where(r.site_id.in_(list(sites)))
+        if cameras:
+            stmt = stmt.where(r.camera_id.in_(list(cameras)))
+        if since is not None:
+            stmt = stmt.where(r.started_at >= as_utc(since))
+        if until is not None:
+            stmt = stmt.where(r.started_at < as_utc(until))
+        stmt = stmt.order_by(r.started_at.desc(), r.id.desc()).limit(limit)
+        with self._read() as s:
+            return [CameraReport.from_row(row, full=False) for row in s.scalars(stmt)]
+
+    def camera_report(self, report_id: int, scope: Scope = EVERYTHING) -> CameraReport | None:
+        """One run's report with its content, None when missing or outside `scope`."""
+        with self._read() as s:
+            row = s.get(CameraReportRow, report_id)
+            if row is None or not scope.allows(row.site_id, row.camera_id):
+                return None
+            return CameraReport.from_row(row)
 
     def sites(self) -> list[str]:
         with self._read() as s:
@@ -1136,6 +1252,7 @@ __all__ = [
     "ApiKey",
     "Approval",
     "CameraRecorder",
+    "CameraReport",
     "CameraStatus",
     "Conflict",
     "EVERYTHING",

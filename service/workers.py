@@ -94,6 +94,7 @@ class WorkerOptions:
     stale_after_s: float = 10.0
     status_every_s: float = 1.0
     refresh_every_s: float = 2.0
+    report_every_s: float = 30.0  # save the run's report (handovers, audit, arrivals...) this often
     retry_first_s: float = 0.5
     retry_max_s: float = 10.0
     inference_threads: int = 1
@@ -354,6 +355,8 @@ class CameraWorker:
         self._putting = False
         self._done: deque[float] = deque(maxlen=50)  # monotonic times of analysed frames
         self._last_refresh = 0.0
+        self._last_report = 0.0
+        self._run_started_at: datetime | None = None  # names this run's report in the store
         self._t0 = time.monotonic()
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -377,6 +380,7 @@ class CameraWorker:
             self._rules = CameraRules(self.camera.id, site=self.site, camera=self.camera)
             self._recorder = RulesRecorder(self.store, self.site, self.camera, self._rules)
             self._analyser = None
+            self._run_started_at, self._last_report = self.store.now(), time.monotonic()
             self._approvals = [
                 a
                 for a in self.store.approvals(sites=[self.site.name], cameras=[self.camera.id])
@@ -606,6 +610,37 @@ class CameraWorker:
                     self._recorder.refresh(frame.t, at)
                 except Exception:
                     log.exception("camera %s: refreshing open alerts failed", self.camera.id)
+            if stored or now - self._last_report >= self.options.report_every_s:
+                # An alert opened or closed: the report changed with it (an absence began...).
+                self._last_report = now
+                self._save_report(final=False)
+
+    def _save_report(self, final: bool) -> None:
+        """Write this run's report to the store (cameras whose rules report nothing skip it).
+
+        Why saved as the run goes and not only at its end: a shift audit covers hours, and a
+        killed service must not lose it. It is saved every `report_every_s` and whenever an alert
+        opens or closes, so a kill loses at most that interval of it."""
+        if self._rules is None or self._run_started_at is None:
+            return
+        try:
+            payload = self._rules.reports()
+            if not payload:
+                return
+            audit = self._rules.audit
+            html = audit.to_html() if audit is not None else None
+            self.store.save_report(
+                self.site,
+                self.camera,
+                self._run_started_at,
+                self.last_t or 0.0,
+                payload,
+                audit_html=html,
+                final=final,
+            )
+        except Exception as exc:  # the database is down: keep analysing, say so
+            log.exception("camera %s: saving its report failed", self.camera.id)
+            self.error = f"saving the camera report failed: {type(exc).__name__}: {exc}"
 
     def _finish_locked(self) -> None:
         """The stream ended: close open violations at the last analysed frame, finish clips."""
@@ -617,6 +652,7 @@ class CameraWorker:
         except Exception:
             log.exception("camera %s: closing open alerts at the end of the stream failed", self.camera.id)
         finally:
+            self._save_report(final=True)
             self._rules = None
             self._recorder = None
             self._analyser = None

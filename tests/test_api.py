@@ -30,8 +30,6 @@ T0 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
 SQUARE = [[0, 0], [100, 0], [100, 100], [0, 100]]
 
 
-
-
 def site(name: str, cameras: dict[str, str]) -> Site:
     """A site file with one post zone per camera (camera id -> role on duty)."""
     return Site.model_validate(
@@ -415,6 +413,40 @@ def test_shift_report_counts_durations_and_csv(world: World) -> None:
 
     early = world.get("/reports/shift", "manager", **{"from": "2025-03-01T07:00Z", "to": "2025-03-01T08:00Z"})
     assert early.json()["total"] == {"count": 0, "duration_s": 0.0, "open": 0}
+
+
+def test_camera_reports_list_detail_audit_and_scope(world: World) -> None:
+    """A camera run's report (handovers, absences, the guards' audit...) as the worker saves it:
+    rewritten as the run goes, frozen once final, listed newest first within the key's scope."""
+    store, run1, run2 = world.store, T0, T0 + timedelta(hours=1)
+    absence = {"zone": "post", "start_s": 10.0, "end_s": 40.0, "approved": False}
+    store.save_report("shopA", "gate", run1, 120.0, {"absences": []}, audit_html="<p>draft</p>")
+    gate = store.save_report(
+        "shopA", "gate", run1, 300.0, {"absences": [absence]}, audit_html="<p>gate audit</p>", final=True
+    )
+    again = store.save_report("shopA", "gate", run1, 999.0, {"absences": []})
+    assert (again.id, again.stream_t, again.final) == (gate.id, 300.0, True)  # a final report stays
+    desk = store.save_report("shopA", "desk", run2, 60.0, {"arrivals": [{"t": 12.0}]})
+    till = store.save_report("shopB", "till", run1, 10.0, {"absences": []})
+
+    listing = world.get("/reports/cameras", "manager").json()
+    assert [x["id"] for x in listing] == [desk.id, gate.id]  # newest run first; shopB is not theirs
+    assert listing[1]["final"] and listing[1]["has_audit"] and listing[1]["report"] is None
+    assert not listing[0]["final"] and not listing[0]["has_audit"]
+    detail = world.get(f"/reports/cameras/{gate.id}", "security").json()
+    assert detail["report"] == {"absences": [absence]} and detail["stream_t"] == 300.0
+    page = world.get(f"/reports/cameras/{gate.id}/audit", "security")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.text == "<p>gate audit</p>"
+    no_audit = world.get(f"/reports/cameras/{desk.id}/audit", "manager")
+    assert no_audit.status_code == 404 and "no shift audit" in no_audit.json()["detail"]
+
+    assert world.get(f"/reports/cameras/{till.id}", "manager").status_code == 404  # another site's
+    assert world.get(f"/reports/cameras/{gate.id}", "desk_only").status_code == 404  # another camera
+    assert world.get("/reports/cameras", "trainer").status_code == 403
+    assert [x["id"] for x in world.get("/reports/cameras", "admin", camera="till").json()] == [till.id]
+    later = world.get("/reports/cameras", "admin", **{"from": "2025-03-01T09:30:00Z"}).json()
+    assert [x["id"] for x in later] == [desk.id]
 
 
 def test_clauses_and_cameras(world: World) -> None:

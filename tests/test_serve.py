@@ -252,7 +252,7 @@ SERVE_SCRIPT = textwrap.dedent(
     service = build_service(
         {site!r}, db={db!r}, out_dir={media!r}, realtime=False, clip_before_s=2.0, clip_after_s=600.0,
         analysers=ts.ReplayAnalysers(), opener=ts.stalling_opener,
-        worker_options=WorkerOptions(status_every_s=0.2, refresh_every_s=0.2),
+        worker_options=WorkerOptions(status_every_s=0.2, refresh_every_s=0.2, report_every_s=0.2),
     )
     service.start()
     time.sleep(300)
@@ -297,6 +297,10 @@ def test_a_killed_service_loses_no_alert_and_registers_no_half_written_clip(
         assert alert.clip is None and all(p.exists() for p in parts)
         last_seen = store.camera("restart", "chair").last_frame_at  # type: ignore[union-attr]
         assert last_seen is not None
+        # The run's report was saved as it went: the kill lost at most 0.2 s of it, the absence kept.
+        kept = store.camera_reports(sites=["restart"])
+        assert len(kept) == 1 and not kept[0].final
+        assert store.camera_report(kept[0].id).payload["absences"]  # type: ignore[union-attr]
 
         service = build_service(
             site_path, db=db_url, out_dir=media, realtime=False, analysers=ReplayAnalysers(), clip_after_s=1.0
@@ -457,12 +461,47 @@ def test_leave_approved_through_the_api_reaches_the_running_rules(tmp_path: Path
         connect.set()
         worker = service.pool.workers["chair"]
         wait_until(lambda: not worker.running, 30, "the end of the file")
+        # The run's report, saved when the file ended, shows the absence as approved leave.
+        listed = client.get("/reports/cameras", headers=auth(key)).json()
+        assert [(r["camera"], r["final"]) for r in listed] == [("chair", True)]
+        report = client.get(f"/reports/cameras/{listed[0]['id']}", headers=auth(key)).json()["report"]
+        absences = [a for a in report["absences"] if a["absence_s"] > 0.5]
+        assert absences and all(a["approved"] for a in absences), report["absences"]
+        assert listed[0]["stream_t"] > 9.0
     store = AlertStore(db)
     try:
         assert worker.frames >= 50
         assert store.list_alerts(AlertFilter(clauses=[ABANDONED])) == []
     finally:
         store.close()
+
+
+@pytest.mark.media
+def test_a_guard_posts_run_saves_its_shift_audit_for_the_security_team(tmp_path: Path) -> None:
+    """The chair clip's post made a fixed guard post: the run's report carries the shift audit
+    (minutes on post, absences), and its printable page is served to a security key."""
+    site_path = write_site(tmp_path, "gate", {"chair": str(media_path(CHAIR))})
+    data = yaml.safe_load(site_path.read_text(encoding="utf-8"))
+    data["cameras"][0]["zones"][0]["role"] = "guard_fixed"
+    site_path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    db = f"sqlite:///{tmp_path / 'site.db'}"
+    service = build_service(
+        site_path, db=db, out_dir=tmp_path / "media", realtime=False, analysers=ReplayAnalysers()
+    )
+    key = create_key_command(db, "security", ["gate"])
+    client = TestClient(service.app)
+    with service:
+        worker = service.pool.workers["chair"]
+        wait_until(lambda: not worker.running, 30, "the end of the file")
+        listed = client.get("/reports/cameras", headers=auth(key)).json()
+        assert len(listed) == 1 and listed[0]["final"] and listed[0]["has_audit"], listed
+        report = client.get(f"/reports/cameras/{listed[0]['id']}", headers=auth(key)).json()["report"]
+        audit = report["audit"]
+        assert audit["camera"] == "chair" and audit["guards"], audit
+        assert report["absences"] and report["absences"][-1]["start_s"] > 9.0  # he left at ~9.9 s
+        page = client.get(f"/reports/cameras/{listed[0]['id']}/audit", headers=auth(key))
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "Guard shift audit" in page.text and "chair" in page.text
 
 
 # -- small parts -------------------------------------------------------------------------------------

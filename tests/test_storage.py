@@ -55,8 +55,6 @@ class Clock:
         self.now += timedelta(seconds=seconds)
 
 
-
-
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
@@ -79,18 +77,51 @@ def violation(clause: str = "d5.stance.01", track: int | None = 1, start: float 
 # -- migrations ----------------------------------------------------------------------------------
 
 
+def test_a_database_of_the_first_release_upgrades_and_keeps_its_alerts(db_url: str) -> None:
+    upgrade(db_url, revision="0001_initial")
+    assert current_revision(db_url) == "0001_initial"
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO sites (id, name, created_at) VALUES ('s', 's', CURRENT_TIMESTAMP)")
+            )
+    finally:
+        engine.dispose()
+    store = AlertStore(db_url)
+    try:
+        store.upgrade()  # what the service does at every start
+        assert current_revision(db_url) == head_revision()
+        assert store.sites() == ["s"]
+        report = store.save_report(
+            "s", "cam0", datetime(2025, 3, 1, 9, tzinfo=timezone.utc), 5.0, {"notes": []}
+        )
+        assert store.camera_report(report.id) == report
+    finally:
+        store.close()
+
+
 def test_migrations_upgrade_an_empty_database_to_the_models(db_url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
     assert current_revision(db_url) is None
     upgrade(db_url)
-    assert current_revision(db_url) == head_revision() == "0001_initial"
+    assert current_revision(db_url) == head_revision() == "0002_camera_reports"
     upgrade(db_url)  # a second start changes nothing
     engine = make_engine(db_url)
     try:
         tables = set(inspect(engine).get_table_names())
-        assert {"sites", "cameras", "alerts", "approvals", "api_keys", "alembic_version"} <= tables
+        expected = {
+            "sites",
+            "cameras",
+            "alerts",
+            "approvals",
+            "api_keys",
+            "camera_reports",
+            "alembic_version",
+        }
+        assert expected <= tables
         with engine.connect() as conn:
             diff = compare_metadata(
                 MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
