@@ -667,6 +667,20 @@ class AlertStore:
             s.flush()
             return CameraReport.from_row(row)
 
+    def close_reports(self, site: str | Site, camera: str | SiteCamera) -> int:
+        """Mark a camera's unfinished reports final (a run that was killed: a new run starts its
+        own report, and the old one keeps what was saved of it). Returns how many."""
+        r = CameraReportRow
+        with self._write.begin() as s:
+            rows = s.scalars(
+                select(r).where(
+                    r.site_id == _site_id(site), r.camera_id == _camera_id(camera), r.final.is_(False)
+                )
+            ).all()
+            for row in rows:
+                row.final = True
+            return len(rows)
+
     def camera_reports(
         self,
         scope: Scope = EVERYTHING,

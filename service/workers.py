@@ -377,6 +377,7 @@ class CameraWorker:
                     closed,
                     last_seen,
                 )
+            self.store.close_reports(self.site, self.camera)  # a killed run's report, as last saved
             self._rules = CameraRules(self.camera.id, site=self.site, camera=self.camera)
             self._recorder = RulesRecorder(self.store, self.site, self.camera, self._rules)
             self._analyser = None

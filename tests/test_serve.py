@@ -312,6 +312,9 @@ def test_a_killed_service_loses_no_alert_and_registers_no_half_written_clip(
         finally:
             service.stop()
         assert again.clause == ABANDONED and again.start_s == alert.start_s  # not lost
+        old = store.camera_report(kept[0].id)  # closed by the new run, which started its own
+        assert old is not None and old.final and old.payload["absences"]
+        assert len(store.camera_reports(sites=["restart"])) == 2
         assert again.clip is None  # no half-written clip registered
         assert again.end_s is not None and again.end_s >= again.start_s
         assert again.ended_at == last_seen and again.started_at <= again.ended_at <= killed_at
