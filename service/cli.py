@@ -284,6 +284,8 @@ def keys_create(
 def main() -> None:
     """Console entry point: turn every expected failure into one line on stderr."""
     _quiet_libraries()
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
     from calibration.site import SiteError
     from rules.catalogue import ParamError
     from vision.detect import WeightsError
@@ -294,6 +296,10 @@ def main() -> None:
     except (UserError, SourceError, WeightsError, ParamError, SiteError, ValueError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         typer.echo(f"postwatch: {message}", err=True)
+        sys.exit(2)
+    except (OperationalError, ArgumentError) as exc:  # --db unreachable, refused, or not a URL
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        typer.echo(f"postwatch: cannot open the database: {reason}", err=True)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("postwatch: interrupted", err=True)

@@ -181,10 +181,15 @@ def build_service(
     unknown = [c for c in cameras or () if c not in [cam.id for cam in site.cameras]]
     if unknown:
         raise KeyError(f"site {site.name!r} has no camera {unknown[0]!r}")
-    if analysers is None:
-        analysers = ModelAnalysers(weights)  # before anything starts: missing weights fail here
+    store = AlertStore(db_url)  # a malformed URL fails here
+    try:
+        store.upgrade()  # an unreachable database fails here, before the models load
+        if analysers is None:
+            analysers = ModelAnalysers(weights)  # before anything starts: missing weights fail here
+    except BaseException:
+        store.close()
+        raise
     metrics = metrics or Metrics()
-    store = AlertStore(db_url)
     try:
         app = create_app(store, site, metrics=metrics, media_root=media_root)  # migrates
         remove_partial_files(media_root)  # what a killed predecessor was writing; never registered

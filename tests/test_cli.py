@@ -230,3 +230,20 @@ def test_keys_create_prints_a_key_once_and_stores_only_its_hash(tmp_path: Path):
 def test_keys_create_rejects_an_unknown_role(tmp_path: Path):
     res = postwatch("keys", "create", "--role", "boss", "--site", "x", "--db", str(tmp_path / "k.db"))
     assert res.returncode == 2 and "Traceback" not in res.stderr and "boss" in res.stderr
+
+
+@pytest.mark.parametrize(
+    "db",
+    ["postgresql://postwatch@127.0.0.1:1/nowhere", "nosuchdialect://x"],
+    ids=["refused", "not-a-database-url"],
+)
+def test_a_database_that_cannot_be_opened_is_one_line_not_a_traceback(db: str):
+    """Before the models load: a wrong --db costs the user two seconds, not a model load."""
+    site = str(ROOT / "examples" / "chair_clip.yaml")
+    for args in (
+        ("serve", "--site", site, "--db", db),
+        ("keys", "create", "--role", "admin", "--site", "x", "--db", db),
+    ):
+        res = postwatch(*args, timeout=60)
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+        assert "postwatch: cannot open the database:" in res.stderr
