@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from rules.door import DOOR_FACING_KEY, door_facing_yaw, judge_door_angle
-from rules.geometry import FLOOR_H_KEY, floor_distance_m, floor_homography
+from rules.geometry import FLOOR_H_KEY, floor_distance_m, floor_homography, to_floor
 from vision.observation import Measure, PersonObservation
 from vision.pose import (
     L_ANKLE,
@@ -210,29 +210,33 @@ class PersonHistory:
     ) -> float | None:
         """Foot-point speed in body heights per second, None with too little history.
 
-        The median of the step speeds, not the end-to-end displacement: one jump of the
-        foot point (the ankles drop out and it falls back to the box bottom, or a box
-        jitters) then moves a single step and not the estimate.
+        The foot point's velocity over the window by a robust line fit (`robust_speed`), not
+        the end-to-end displacement nor the median of the frame-to-frame steps: one frame whose
+        foot point jumps (BlazePose places the ankles of a person cut off by the frame's edge
+        far below it, or a box jitters) spoils the two steps beside it, which at the start of a
+        track are all the steps there are, and read as running.
         """
         samples = self._speed_window(window_s, min_span_s)
         if samples is None:
             return None
         height = float(np.median([s.height_px for s in samples]))
-        return _median_step_speed(samples, lambda a, b: math.dist(a.foot, b.foot) / height)
+        speed = robust_speed([(s.t, s.foot) for s in samples])
+        return None if speed is None else speed / height
 
     def speed_mps(
         self, floor_h: np.ndarray, window_s: float = SPEED_WINDOW_S, min_span_s: float = SPEED_MIN_SPAN_S
     ) -> float | None:
         """Foot-point speed on the floor in metres per second (image-to-floor homography `floor_h`).
 
-        As `speed_bh_per_s` (median step speed, same window), but each foot point is
-        projected to the floor first, so a person far from the camera is not slower than
-        one near it. Steps with an end on the horizon (no floor position) are left out.
+        As `speed_bh_per_s` (robust fit, same window), but each foot point is projected to
+        the floor first, so a person far from the camera is not slower than one near it.
+        Foot points on the horizon (no floor position) are left out.
         """
         samples = self._speed_window(window_s, min_span_s)
         if samples is None:
             return None
-        return _median_step_speed(samples, lambda a, b: floor_distance_m(floor_h, a.foot, b.foot))
+        on_floor = [(s.t, xy) for s in samples if (xy := to_floor(floor_h, s.foot)) is not None]
+        return robust_speed(on_floor)
 
     def _speed_window(self, window_s: float, min_span_s: float) -> list[Sample] | None:
         """The samples a speed is measured over, None when they are too few or span too little time."""
@@ -266,18 +270,27 @@ class PersonHistory:
         return float(np.median([s.height_px for s in samples])) if samples else None
 
 
-def _median_step_speed(
-    samples: list[Sample], distance: Callable[[Sample, Sample], float | None]
-) -> float | None:
-    """Median of distance / time over consecutive samples (at least two steps), else None."""
-    steps = []
-    for a, b in zip(samples, samples[1:], strict=False):
-        if b.t - a.t <= 1e-9:
-            continue
-        d = distance(a, b)
-        if d is not None:
-            steps.append(d / (b.t - a.t))
-    return float(np.median(steps)) if len(steps) >= 2 else None
+def robust_speed(points: Sequence[tuple[float, tuple[float, float]]]) -> float | None:
+    """Speed (units per second) of points (t, (x, y)) by the Theil-Sen estimator, None with
+    fewer than three points.
+
+    Each axis's velocity is the median of the slopes between every pair of points; the speed
+    is the length of that velocity. Why Theil-Sen: it ignores up to about 29 % of outlying
+    points, so one frame's jump (an outlier) does not move it, even over three frames, where
+    the median of frame-to-frame steps is the jump's size.
+    """
+    if len(points) < 3:
+        return None
+    vx, vy = [], []
+    for i, (ti, (xi, yi)) in enumerate(points):
+        for tj, (xj, yj) in points[i + 1 :]:
+            dt = tj - ti
+            if dt > 1e-9:
+                vx.append((xj - xi) / dt)
+                vy.append((yj - yi) / dt)
+    if len(vx) < 2:
+        return None
+    return math.hypot(float(np.median(vx)), float(np.median(vy)))
 
 
 def count_reversals(values: Iterable[float], swing: float) -> int:

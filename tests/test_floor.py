@@ -253,6 +253,34 @@ def test_speed_on_the_floor_in_metres_per_second(mps, hands, fires):
     assert v.details["speed_mps"] == pytest.approx(mps, rel=1e-3) and "m/s" in v.message
 
 
+def ankles_dropped(p: PersonObservation, by_heights: float) -> PersonObservation:
+    """`p` with BlazePose's ankles placed `by_heights` of the box height below where they are."""
+    q = copy.deepcopy(p)
+    assert q.keypoints is not None and q.visibility is not None
+    q.keypoints[[27, 28], 1] += by_heights * q.height_px
+    q.visibility[[27, 28]] = 0.9
+    return q
+
+
+@pytest.mark.parametrize("frames", [4, 5])
+def test_one_frame_whose_ankles_jump_does_not_read_as_walking_or_running(frames: int):
+    """In the walk-and-pause clip BlazePose put a clerk's ankles three quarters of his height
+    under his box (cut off by the frame's bottom edge) for one frame: the median of the
+    frame-to-frame steps read 2.97 body heights a second from four frames, over the running
+    limit. The robust fit ignores the frame (from the 0.6 s a speed needs) and still reads a walk."""
+    boy = chair_boy(BOY_AT_POST)
+    history = PersonHistory()
+    for i in range(frames):
+        history.add(i / 5, ankles_dropped(boy, 0.75) if i == 1 else boy)
+    speed = history.speed_bh_per_s()
+    assert speed is not None and speed < 0.05
+
+    walker, still = PersonHistory(), moving(boy, 0.8 * boy.height_px)  # 0.8 body heights a second
+    for i in range(frames):
+        walker.add(i / 5, ankles_dropped(still(i, i / 5), 0.75) if i == 1 else still(i, i / 5))
+    assert walker.speed_bh_per_s() == pytest.approx(0.8, rel=0.05)
+
+
 def walk_checks(frames: list[FrameObservation], scale: FloorScale | None) -> list:
     """d5.walk.01's check on every frame of the (single-person) clip, as the engine runs it."""
     history = PersonHistory()
