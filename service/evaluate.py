@@ -499,7 +499,7 @@ def predictable_kinds() -> list[str]:
 def person_states(observations: Sequence[FrameObservation]) -> list[list[PersonState]]:
     """Per frame, every person with the foot-point speed of its track (body heights per second).
 
-    The speed is the rules' own (`PersonHistory.speed_bh_per_s`, median step speed over the last
+    The speed is the rules' own (`PersonHistory.speed_bh_per_s`, a robust fit over the last
     second), so "walking" here is what d5.walk.01 sees.
     """
     from rules.checks import PersonHistory
