@@ -311,6 +311,21 @@ def test_review_page_lists_streams_plays_and_reviews_alerts(browser: Any, tmp_pa
             Select(_shown(d, "#f-clause")).select_by_value(ABANDONED)
             _wait(d, lambda d: _listed(d) == [alert_id], 10, "the clause filter")
 
+            # 9. The camera run's report (its absence) is listed and downloads with the key; a
+            # front-desk post has no guard audit.
+            _shown(d, "#reports-refresh").click()
+            text = _wait(d, lambda d: (e := _shown(d, "#report-list li")) and e.text, 10, "the report")
+            assert "review / chair" in text and "ended" in text
+            assert not _css(d, '#report-list button[data-kind="audit"]')
+            _shown(d, '#report-list button[data-kind="report"]').click()
+            _wait(
+                d,
+                lambda d: _shown(d, '#report-list button[data-kind="report"]').get_attribute("data-state")
+                == "done",
+                10,
+                "the report's download",
+            )
+
             # No CSP / Trusted Types violation, no script error, no failed request but the wrong key's.
             errors = [e["message"] for e in d.get_log("browser") if e["level"] == "SEVERE"]
             assert [m for m in errors if "status of 401" not in m] == [], errors
@@ -359,6 +374,7 @@ def test_the_live_list_resumes_after_a_dropped_stream_and_a_trainer_cannot_revie
         refusal = _wait(d, lambda d: (e := _shown(d, "#ack-box .error")) and e.text, 10, "the refusal")
         assert "Not allowed for this key" in refusal and "alerts:review" in refusal
         assert not store.get_alert(missed.id).acknowledged  # type: ignore[union-attr]
+        assert _shown(d, "#reports") is None  # camera reports are not for trainers (403): hidden
     finally:
         d.execute_script("sessionStorage.clear()")
         for server in (first, second):

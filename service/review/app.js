@@ -37,6 +37,8 @@
     review: $("review"), forget: $("forget"), live: $("live"), list: $("alerts"), more: $("more"),
     listStatus: $("list-status"), detail: $("detail"), filters: $("filters"),
     camera: $("f-camera"), clause: $("f-clause"), state: $("f-state"), ack: $("f-ack"),
+    reports: $("reports"), reportList: $("report-list"), reportsStatus: $("reports-status"),
+    reportsRefresh: $("reports-refresh"),
   };
 
   const state = {
@@ -163,6 +165,7 @@
     sessionStorage.setItem(KEY_STORAGE, key);
     startLive();
     await reload();
+    await loadReports();
   }
 
   function forgetKey() {
@@ -173,6 +176,8 @@
     state.alerts.clear();
     state.order = [];
     ui.list.replaceChildren();
+    ui.reportList.replaceChildren();
+    ui.reports.hidden = true;
     clearDetail();
     ui.key.value = "";
     showKeyPanel("");
@@ -682,6 +687,63 @@
     if (payload && payload.alert) onAlertEvent(event.type, payload.alert);
   }
 
+  // -- camera reports ---------------------------------------------------------------------------------
+  // Managers and security leads read them; a trainer's key gets 403 and the section stays hidden.
+  // The files are fetched with the key (a link cannot send it) and saved through a blob: URL.
+
+  async function loadReports() {
+    const key = state.key; // a late answer for a key since forgotten is dropped
+    let reports;
+    try {
+      reports = await api("/reports/cameras?limit=20");
+    } catch (error) {
+      if (key !== state.key) return;
+      ui.reports.hidden = !(error instanceof ApiError) || error.status === 403;
+      ui.reportsStatus.textContent = explain(error);
+      return;
+    }
+    if (key !== state.key) return;
+    ui.reports.hidden = false;
+    ui.reportsStatus.textContent = reports.length ? "" : "No camera has reported yet.";
+    ui.reportList.replaceChildren(...reports.map(reportRow));
+  }
+
+  function reportRow(r) {
+    const what = `${r.site} / ${r.camera} · from ${fmtTime(r.started_at)} · ` +
+      `${fmtDuration(r.stream_t)} · ${r.final ? "ended" : "running"}`;
+    const buttons = [download(`Report ${r.id} (JSON)`, `/reports/cameras/${r.id}`,
+      `report-${r.camera}-${r.id}.json`, "report")];
+    if (r.has_audit) {
+      buttons.push(download(`Shift audit ${r.id} (HTML)`, `/reports/cameras/${r.id}/audit`,
+        `audit-${r.camera}-${r.id}.html`, "audit"));
+    }
+    return el("li", { className: "report", dataset: { id: r.id } }, el("span", { text: what }), buttons);
+  }
+
+  function download(label, path, filename, kind) {
+    const button = el("button", { type: "button", text: label, dataset: { kind } });
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      button.dataset.state = "loading";
+      try {
+        const response = await api(path, { raw: true });
+        const url = URL.createObjectURL(await response.blob());
+        const link = el("a", { href: url, download: filename, hidden: true });
+        document.body.append(link);
+        link.click();
+        link.remove();
+        setTimeout(() => URL.revokeObjectURL(url), 10000);
+        button.dataset.state = "done";
+      } catch (error) {
+        button.dataset.state = "failed";
+        ui.reportsStatus.textContent = explain(error);
+      } finally {
+        button.disabled = false;
+      }
+    });
+    return button;
+  }
+
   // -- wiring -----------------------------------------------------------------------------------------
 
   ui.keyForm.addEventListener("submit", (ev) => {
@@ -693,6 +755,7 @@
   ui.filters.addEventListener("change", () => reload());
   ui.filters.addEventListener("submit", (ev) => ev.preventDefault());
   ui.more.addEventListener("click", loadMore);
+  ui.reportsRefresh.addEventListener("click", () => loadReports());
 
   const stored = sessionStorage.getItem(KEY_STORAGE);
   if (stored) useKey(stored).catch((error) => showKeyPanel(explain(error)));
