@@ -117,7 +117,9 @@ def analyze(
         typer.Argument(help="Video file, image, folder, rtsp:// or http:// URL, webcam index, or 'demo'."),
     ],
     out: Annotated[Path, typer.Option("--out", help="Output folder for alerts.jsonl and friends.")],
-    fps: Annotated[float, typer.Option(help="Analysis rate in frames per second of video.")] = 5.0,
+    fps: Annotated[
+        float, typer.Option(min=0.1, max=60.0, help="Analysis rate in frames per second of video.")
+    ] = 5.0,
     site: Annotated[
         Path | None,
         typer.Option(help="Site file (zones, roles, overrides); SOURCE may then be one of its camera ids."),

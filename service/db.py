@@ -62,7 +62,13 @@ def make_engine(url: str | os.PathLike[str] | URL | None = None, **kwargs: Any) 
     url = database_url(url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
-            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(url.database).expanduser().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a read-only or missing mount: say which folder, not a traceback
+                raise ValueError(
+                    f"cannot create the folder {folder} for the SQLite database: {exc.strerror or exc}"
+                ) from exc
         kwargs.setdefault("connect_args", {}).setdefault("timeout", 30.0)
         engine = create_engine(url, **kwargs)
         _sqlite_setup(engine)

@@ -247,3 +247,13 @@ def test_a_database_that_cannot_be_opened_is_one_line_not_a_traceback(db: str):
         res = postwatch(*args, timeout=60)
         assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
         assert "postwatch: cannot open the database:" in res.stderr
+
+
+def test_a_database_folder_that_cannot_be_made_and_a_negative_rate_are_one_line(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    res = postwatch("keys", "create", "--role", "admin", "--site", "x", "--db", str(blocker / "sub" / "k.db"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert "cannot create the folder" in res.stderr and str(blocker / "sub") in res.stderr
+    res = postwatch("analyze", "demo", "--out", str(tmp_path / "out"), "--fps", "-1", timeout=60)
+    assert res.returncode == 2 and "Traceback" not in res.stderr and "--fps" in res.stderr
