@@ -54,7 +54,14 @@ from service.clips import active_by_track
 from service.models import as_utc, utcnow
 from service.schemas import CameraOut
 from service.session import CameraRules
-from service.store import APPROVAL_CANCELLED, APPROVAL_CREATED, CameraRecorder, StoreEvent, camera_role
+from service.store import (
+    APPROVAL_CANCELLED,
+    APPROVAL_CREATED,
+    AlertFilter,
+    CameraRecorder,
+    StoreEvent,
+    camera_role,
+)
 from vision.sources import Frame, FrameSource, LiveSource, SourceError, open_source
 
 if TYPE_CHECKING:
@@ -71,6 +78,8 @@ if TYPE_CHECKING:
     from vision.pose import PoseEstimator
 
 log = logging.getLogger("postwatch.workers")
+
+AUDIT_SNAPSHOTS = 24  # alert snapshots inlined in a run's final shift audit page
 
 Analyser = Callable[[Frame], "FrameObservation"]
 AnalyserFactory = Callable[["Camera"], Analyser]
@@ -616,6 +625,26 @@ class CameraWorker:
                 self._last_report = now
                 self._save_report(final=False)
 
+    def _audit_snapshots(self) -> dict[str, Path]:
+        """Caption -> snapshot file of this run's alerts (the oldest `AUDIT_SNAPSHOTS`), for the
+        printable audit. Only at the end: the page inlines them, and it is rewritten as the run goes.
+        A snapshot the clip thread has not written yet when the run ends is left out."""
+        if self.clips is None or self._run_started_at is None:
+            return {}
+        found = self.store.list_alerts(
+            AlertFilter(sites=[self.site.name], cameras=[self.camera.id], since=self._run_started_at),
+            limit=200,
+        )
+        out: dict[str, Path] = {}
+        for alert in sorted(found, key=lambda a: a.id):
+            path = self.clips.media_root / alert.snapshot if alert.snapshot else None
+            if path is not None and path.is_file():
+                who = "the post" if alert.track_id is None else f"track {alert.track_id}"
+                out[f"{alert.clause} {who} {alert.start_s:.1f} s"] = path
+            if len(out) >= AUDIT_SNAPSHOTS:
+                break
+        return out
+
     def _save_report(self, final: bool) -> None:
         """Write this run's report to the store (cameras whose rules report nothing skip it).
 
@@ -629,7 +658,9 @@ class CameraWorker:
             if not payload:
                 return
             audit = self._rules.audit
-            html = audit.to_html() if audit is not None else None
+            html = None
+            if audit is not None:  # the final page shows the run's alert snapshots, as analyze's does
+                html = audit.to_html(self._audit_snapshots() if final else None)
             self.store.save_report(
                 self.site,
                 self.camera,

@@ -505,6 +505,11 @@ def test_a_guard_posts_run_saves_its_shift_audit_for_the_security_team(tmp_path:
         page = client.get(f"/reports/cameras/{listed[0]['id']}/audit", headers=auth(key))
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert "Guard shift audit" in page.text and "chair" in page.text
+        # The run's alert snapshots go on the final page (those written by the time it ends).
+        assert service.clips.wait_idle(30)
+        shots = worker._audit_snapshots()
+        assert any(caption.startswith(f"{ABANDONED} the post") for caption in shots), shots
+        assert all(path.is_file() and path.suffix == ".jpg" for path in shots.values())
 
 
 # -- small parts -------------------------------------------------------------------------------------
