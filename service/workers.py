@@ -57,7 +57,6 @@ from service.session import CameraRules
 from service.store import (
     APPROVAL_CANCELLED,
     APPROVAL_CREATED,
-    AlertFilter,
     CameraRecorder,
     StoreEvent,
     camera_role,
@@ -366,6 +365,7 @@ class CameraWorker:
         self._last_refresh = 0.0
         self._last_report = 0.0
         self._run_started_at: datetime | None = None  # names this run's report in the store
+        self._run_alerts: list[int] = []
         self._t0 = time.monotonic()
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -391,6 +391,7 @@ class CameraWorker:
             self._recorder = RulesRecorder(self.store, self.site, self.camera, self._rules)
             self._analyser = None
             self._run_started_at, self._last_report = self.store.now(), time.monotonic()
+            self._run_alerts: list[int] = []  # ids of the alerts this run opened, oldest first
             self._approvals = [
                 a
                 for a in self.store.approvals(sites=[self.site.name], cameras=[self.camera.id])
@@ -605,6 +606,7 @@ class CameraWorker:
             for event, alert in stored:
                 if event.kind != "opened":
                     continue
+                self._run_alerts.append(alert.id)
                 if self.metrics is not None:
                     self.metrics.counter(OPENED_METRIC, OPENED_HELP, ("site", "camera", "clause")).inc(
                         site=self.site.name, camera=self.camera.id, clause=alert.clause
@@ -629,18 +631,15 @@ class CameraWorker:
         """Caption -> snapshot file of this run's alerts (the oldest `AUDIT_SNAPSHOTS`), for the
         printable audit. Only at the end: the page inlines them, and it is rewritten as the run goes.
         A snapshot the clip thread has not written yet when the run ends is left out."""
-        if self.clips is None or self._run_started_at is None:
+        if self.clips is None:
             return {}
-        found = self.store.list_alerts(
-            AlertFilter(sites=[self.site.name], cameras=[self.camera.id], since=self._run_started_at),
-            limit=200,
-        )
         out: dict[str, Path] = {}
-        for alert in sorted(found, key=lambda a: a.id):
-            path = self.clips.media_root / alert.snapshot if alert.snapshot else None
+        for alert_id in self._run_alerts:
+            alert = self.store.get_alert(alert_id)
+            path = self.clips.media_root / alert.snapshot if alert is not None and alert.snapshot else None
             if path is not None and path.is_file():
                 who = "the post" if alert.track_id is None else f"track {alert.track_id}"
-                out[f"{alert.clause} {who} {alert.start_s:.1f} s"] = path
+                out[f"{alert.clause} {who} {alert.start_s:.1f} s"] = path  # type: ignore[union-attr]
             if len(out) >= AUDIT_SNAPSHOTS:
                 break
         return out
