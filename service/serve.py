@@ -191,7 +191,7 @@ def build_service(
         raise
     metrics = metrics or Metrics()
     try:
-        app = create_app(store, site, metrics=metrics, media_root=media_root)  # migrates
+        app = create_app(store, site, metrics=metrics, media_root=media_root, migrate=False)  # done above
         remove_partial_files(media_root)  # what a killed predecessor was writing; never registered
         hub = EventHub(store, base_url=public_url, keepalive_s=keepalive_s)
         add_live_routes(app, hub)

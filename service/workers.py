@@ -54,13 +54,7 @@ from service.clips import active_by_track
 from service.models import as_utc, utcnow
 from service.schemas import CameraOut
 from service.session import CameraRules
-from service.store import (
-    APPROVAL_CANCELLED,
-    APPROVAL_CREATED,
-    CameraRecorder,
-    StoreEvent,
-    camera_role,
-)
+from service.store import APPROVAL_CANCELLED, APPROVAL_CREATED, CameraRecorder, StoreEvent, camera_role
 from vision.sources import Frame, FrameSource, LiveSource, SourceError, open_source
 
 if TYPE_CHECKING:
@@ -365,7 +359,7 @@ class CameraWorker:
         self._last_refresh = 0.0
         self._last_report = 0.0
         self._run_started_at: datetime | None = None  # names this run's report in the store
-        self._run_alerts: list[int] = []
+        self._run_alerts: list[int] = []  # ids of the alerts this run opened, oldest first
         self._t0 = time.monotonic()
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -391,7 +385,7 @@ class CameraWorker:
             self._recorder = RulesRecorder(self.store, self.site, self.camera, self._rules)
             self._analyser = None
             self._run_started_at, self._last_report = self.store.now(), time.monotonic()
-            self._run_alerts: list[int] = []  # ids of the alerts this run opened, oldest first
+            self._run_alerts = []
             self._approvals = [
                 a
                 for a in self.store.approvals(sites=[self.site.name], cameras=[self.camera.id])
@@ -636,12 +630,14 @@ class CameraWorker:
         out: dict[str, Path] = {}
         for alert_id in self._run_alerts:
             alert = self.store.get_alert(alert_id)
-            path = self.clips.media_root / alert.snapshot if alert is not None and alert.snapshot else None
-            if path is not None and path.is_file():
+            if alert is None or not alert.snapshot:
+                continue
+            path = self.clips.media_root / alert.snapshot
+            if path.is_file():
                 who = "the post" if alert.track_id is None else f"track {alert.track_id}"
-                out[f"{alert.clause} {who} {alert.start_s:.1f} s"] = path  # type: ignore[union-attr]
-            if len(out) >= AUDIT_SNAPSHOTS:
-                break
+                out[f"{alert.clause} {who} {alert.start_s:.1f} s"] = path
+                if len(out) >= AUDIT_SNAPSHOTS:
+                    break
         return out
 
     def _save_report(self, final: bool) -> None:

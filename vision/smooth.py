@@ -38,9 +38,10 @@ class LabelVote:
         if not label.known:
             return label
         seen = self._seen.setdefault(track_id, deque())
-        while seen and (seen[-1][0] > t or seen[0][0] < t - self.window_s - 1e-9):
-            # A clock that went back (a looped file) starts the track's window again.
-            seen.clear() if seen[-1][0] > t else seen.popleft()
+        if seen and seen[-1][0] > t:  # a clock that went back (a looped file): start again
+            seen.clear()
+        while seen and seen[0][0] < t - self.window_s - 1e-9:
+            seen.popleft()
         seen.append((t, label))
         count: dict[str, int] = {}
         conf: dict[str, float] = {}
