@@ -281,16 +281,15 @@ def robust_speed(points: Sequence[tuple[float, tuple[float, float]]]) -> float |
     """
     if len(points) < 3:
         return None
-    vx, vy = [], []
-    for i, (ti, (xi, yi)) in enumerate(points):
-        for tj, (xj, yj) in points[i + 1 :]:
-            dt = tj - ti
-            if dt > 1e-9:
-                vx.append((xj - xi) / dt)
-                vy.append((yj - yi) / dt)
-    if len(vx) < 2:
+    t = np.array([p[0] for p in points], dtype=float)
+    xy = np.array([p[1] for p in points], dtype=float)
+    i, j = np.triu_indices(len(points), 1)  # every pair, earlier point first
+    dt = t[j] - t[i]
+    keep = dt > 1e-9
+    if int(keep.sum()) < 2:
         return None
-    return math.hypot(float(np.median(vx)), float(np.median(vy)))
+    velocity = np.median((xy[j] - xy[i])[keep] / dt[keep, None], axis=0)
+    return math.hypot(float(velocity[0]), float(velocity[1]))
 
 
 def count_reversals(values: Iterable[float], swing: float) -> int:
