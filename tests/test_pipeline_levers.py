@@ -36,9 +36,16 @@ ALL_ON = dict(
     pose_track=True,
     wrist_gate=True,
     wrist_every=3,
+    wrist_imgsz=320,
 )
 ALL_OFF = dict(
-    motion_gate=False, detect_every=1, pose_reuse=False, pose_track=False, wrist_gate=False, wrist_every=1
+    motion_gate=False,
+    detect_every=1,
+    pose_reuse=False,
+    pose_track=False,
+    wrist_gate=False,
+    wrist_every=1,
+    wrist_imgsz=640,
 )
 
 
@@ -353,3 +360,31 @@ def test_every_kth_detection_when_slow_skips_only_while_nobody_moves():
     assert detected[:4] == [True] * 4  # standing up: the top edge rises fast
     assert detected[-2:] == [True, True]  # walking away: 9.8 and 10.0 s
     assert sum(detected) > every.options.counts["detect"]
+
+
+@pytest.mark.media
+@pytest.mark.model
+def test_wrist_crops_run_at_wrist_imgsz_and_plain_at_the_frame_size():
+    """The crops' input size is a lever; a fixed-size detector still runs at its own (test_convert)."""
+    shared = make_pipeline()
+    asked: list[int | None] = []
+
+    class Recording:
+        def __init__(self) -> None:
+            self.any_size = shared.detector.any_size
+
+        def detect(self, image, imgsz=None, conf=None):  # noqa: ANN001, ANN202 - Detector's signature
+            asked.append(imgsz)
+            return shared.detector.detect(image, imgsz, conf)
+
+    clip = frames(CHAIR)[5:8]
+    seen = {}
+    for name, options in (("plain", {"plain": True}), ("fast", {**ALL_OFF, "wrist_imgsz": 320})):
+        asked.clear()
+        p = Pipeline(Recording(), shared.pose, PipelineOptions(fps=5.0, **options))  # type: ignore[arg-type]
+        for f in clip:
+            p.process(f)
+        seen[name] = list(asked)
+    assert len(seen["plain"]) > len(clip)  # the frames and at least one crop
+    assert set(seen["plain"]) == {640}
+    assert seen["fast"].count(640) == len(clip) and seen["fast"].count(320) == len(seen["fast"]) - len(clip)

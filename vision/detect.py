@@ -36,6 +36,9 @@ COCO_NAMES: tuple[str, ...] = (
 WANTED = ("person", "cell phone", "remote", "tie", "book", "cup", "bottle", "wine glass")
 
 WEIGHT_SUFFIXES = (".pt", ".onnx", ".tflite", ".engine", ".torchscript", "_openvino_model")
+#: Where `python -m vision.convert` writes by default: a folder `resolve_weights` does not pick from,
+#: so converted weights are used only when named (the benchmarks' `ov` lever, `--weights`).
+CONVERTED_DIR = "converted"
 DEFAULT_DOWNLOAD = "yolov8n.pt"
 
 
@@ -76,6 +79,44 @@ def resolve_weights(explicit: str | None = None) -> str:
     return DEFAULT_DOWNLOAD
 
 
+def project_weights(kind: str) -> str | None:
+    """The first file of one format (`tflite`, `openvino`, `pt`) in a project `models/` folder or
+    its `converted/` subfolder.
+
+    The benchmarks name a detector by format: `plain` keeps the int8 TFLite model it was first
+    measured with, whatever `resolve_weights` would pick.
+    """
+    suffix = {"tflite": ".tflite", "openvino": "_openvino_model", "pt": ".pt"}[kind]
+    for folder in [d for m in project_models_dirs() for d in (m, m / CONVERTED_DIR)]:
+        if folder.is_dir():
+            found = sorted(p for p in folder.iterdir() if p.name.endswith(suffix))
+            if found:
+                return str(found[0])
+    return None
+
+
+def takes_any_size(weights: str) -> bool:
+    """Whether the weights run at any input size (PyTorch, dynamic exports) or only their own.
+
+    Why: a wrist crop runs at a smaller input than a frame where the model allows it; a fixed
+    export (the int8 TFLite model takes 640x640 only) must get its own size.
+    """
+    name = str(weights).rstrip("/")
+    if name.endswith(".pt"):
+        return True
+    if name.endswith("_openvino_model"):
+        meta = Path(name) / "metadata.yaml"
+        if meta.is_file():
+            import yaml
+
+            try:
+                data = yaml.safe_load(meta.read_text(encoding="utf-8")) or {}
+                return bool(data.get("dynamic", (data.get("args") or {}).get("dynamic")))
+            except (OSError, yaml.YAMLError):
+                return False
+    return False
+
+
 @dataclass
 class Boxes:
     """Detections of one image: xyxy pixels, confidence, COCO class name."""
@@ -104,6 +145,7 @@ class Detector:
     ) -> None:
         self.weights = resolve_weights(weights)
         self.imgsz = imgsz
+        self.any_size = takes_any_size(self.weights)
         self.conf = conf
         self.model = _load(self.weights)
         self.threads: int | None = None
@@ -116,34 +158,54 @@ class Detector:
         self._wanted_ids = [i for i, n in enumerate(self.names) if n in WANTED]
         if not str(self.weights).endswith((".pt", ".torchscript")):
             _torch_single_thread()
+        if threads is None and str(self.weights).rstrip("/").endswith("_openvino_model"):
+            threads = 1  # as LiteRT gets on 2 cores; OpenVINO would take them all (see set_threads)
         if threads is not None:
             self.set_threads(threads)
 
     def set_threads(self, threads: int) -> bool:
-        """Run a TFLite model's interpreter on `threads` CPU threads; False where that cannot be done.
+        """Run a TFLite or OpenVINO model on `threads` CPU threads; False where that cannot be done.
 
         Why: Ultralytics gives LiteRT `cpu_count - 1` threads, one on a 2-core box, where two
         threads run the int8 YOLOv8n in about 21 ms instead of 37 ms when the other core is idle
-        (and gain nothing when capture threads keep it busy: see docs/performance.md). Ultralytics
-        builds its interpreter on the first `predict`, so one is run on a blank image first, then
-        the interpreter is rebuilt with the thread count. Other formats are left as they are.
+        (and gain nothing when capture threads keep it busy: see docs/performance.md). OpenVINO
+        takes every core in its latency mode, and two threads cost about 10 % more CPU than one
+        for the same detections. Ultralytics builds its backend on the first `predict`, so one is
+        run on a blank image first, then the runtime is rebuilt with the thread count. Other
+        formats are left as they are.
         """
-        if not str(self.weights).endswith(".tflite"):
-            log.info("detector threads apply to .tflite weights only; %s left as it is", self.weights)
+        openvino = str(self.weights).rstrip("/").endswith("_openvino_model")
+        if not (str(self.weights).endswith(".tflite") or openvino):
+            log.info(
+                "detector threads apply to .tflite and OpenVINO weights only; %s left as it is", self.weights
+            )
             return False
         self.detect(np.zeros((self.imgsz, self.imgsz, 3), np.uint8))
         backend = getattr(getattr(getattr(self.model, "predictor", None), "model", None), "backend", None)
-        if backend is None or not hasattr(backend, "interpreter"):
-            log.warning("this Ultralytics version hides its LiteRT interpreter: detector threads unchanged")
+        threads = max(1, int(threads))
+        if openvino and backend is not None and hasattr(backend, "ov_compiled_model"):
+            import openvino as ov
+
+            core = ov.Core()
+            xml = next(Path(self.weights).glob("*.xml"))
+            backend.ov_compiled_model = core.compile_model(
+                core.read_model(str(xml)),
+                "CPU",
+                {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads},
+            )
+            self.threads = threads
+            return True
+        if openvino or backend is None or not hasattr(backend, "interpreter"):
+            log.warning("this Ultralytics version hides its detector runtime: detector threads unchanged")
             return False
         from ai_edge_litert.interpreter import Interpreter
 
-        interpreter = Interpreter(str(self.weights), num_threads=max(1, int(threads)))
+        interpreter = Interpreter(str(self.weights), num_threads=threads)
         interpreter.allocate_tensors()
         backend.interpreter = interpreter
         backend.input_details = interpreter.get_input_details()
         backend.output_details = interpreter.get_output_details()
-        self.threads = max(1, int(threads))
+        self.threads = threads
         return True
 
     def detect_many(
@@ -188,9 +250,10 @@ class Detector:
         return out
 
     def detect(self, image: np.ndarray, imgsz: int | None = None, conf: float | None = None) -> Boxes:
+        """Wanted-class boxes of one picture, at `imgsz` where the model takes any size."""
         result = self.model.predict(
             image,
-            imgsz=imgsz or self.imgsz,
+            imgsz=(imgsz or self.imgsz) if self.any_size else self.imgsz,
             conf=self.conf if conf is None else conf,
             classes=self._wanted_ids,
             verbose=False,

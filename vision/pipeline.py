@@ -39,6 +39,10 @@ meet it in the latest run (docs/performance.md says where and why):
   an arm hanging at the side or held behind the back.
 * `wrist_every=k` (3): a track's wrist crops run on every k-th pose; between,
   their finds move with the hands (a phone in hand stays for seconds).
+* `wrist_imgsz` (320): the wrist crops' detector input, where the weights take
+  any size (`Detector.any_size`: the OpenVINO model `vision.convert` makes,
+  `.pt` files). A crop is a few shoulder widths across, so 320 still enlarges
+  it; the int8 TFLite model takes 640 only and gets 640 whatever is asked.
 * `detect_every=k` (3) with `every_when_slow` (on): the detector runs on
   every k-th frame while everyone in view moves under `every_slow_bh_s` of
   their height a second (desks and posts at rest), and on every frame once
@@ -108,7 +112,7 @@ class PipelineOptions:
     person_conf: float = 0.35
     object_conf: float = 0.2
     wrist_crops: bool = True
-    wrist_imgsz: int = 640  # fixed-size exports (TFLite) only take their own size
+    wrist_imgsz: int = 320  # lever: crops' detector input (fixed-size exports such as TFLite: their own)
     lost_buffer_s: float = 3.0
     pose_filter: PoseFilter | None = None
     # -- throughput levers (module doc); `plain` switches every one of them off -------------------
@@ -147,6 +151,10 @@ class PipelineOptions:
     @property
     def gating(self) -> bool:
         return self.motion_gate and not self.plain
+
+    @property
+    def wrist_size(self) -> int:
+        return self.imgsz if self.plain else int(self.wrist_imgsz)
 
     @property
     def every(self) -> int:
@@ -559,7 +567,7 @@ class Pipeline:
             o.count("wrist_crops")
             x0, y0, side = int(c[0] - half), int(c[1] - half), int(2 * half)
             crop = crop_square(image, x0, y0, side)
-            found = self.detector.detect(crop, imgsz=o.wrist_imgsz, conf=o.object_conf)
+            found = self.detector.detect(crop, imgsz=o.wrist_size, conf=o.object_conf)
             found = found.of(*HAND_OBJECTS)
             for lbl, conf, b in zip(found.labels, found.confidence, found.xyxy):
                 out.append(Detection(lbl, float(conf), b + np.array([x0, y0, x0, y0], float), "wrist"))
