@@ -388,3 +388,58 @@ def test_wrist_crops_run_at_wrist_imgsz_and_plain_at_the_frame_size():
     assert len(seen["plain"]) > len(clip)  # the frames and at least one crop
     assert set(seen["plain"]) == {640}
     assert seen["fast"].count(640) == len(clip) and seen["fast"].count(320) == len(seen["fast"]) - len(clip)
+
+
+class _NoBody:
+    """A pose model that never finds a body (a seated worker hidden behind a screen)."""
+
+    def __init__(self) -> None:
+        self.estimates = 0
+
+    def estimate(self, image, box):  # noqa: ANN001, ANN202 - PoseEstimator's signature
+        self.estimates += 1
+        return None
+
+    def follow(self, image, box, roi):  # noqa: ANN001, ANN202
+        raise AssertionError("no pose was ever found, so there is nothing to follow")
+
+
+class _OneBox:
+    """A detector that finds one person, moved `step` px right on each call."""
+
+    any_size = True
+
+    def __init__(self, step: float = 0.0) -> None:
+        self.step, self.calls = step, 0
+
+    def detect(self, image, imgsz=None, conf=None):  # noqa: ANN001, ANN202 - Detector's signature
+        from vision.detect import Boxes
+
+        x = 100.0 + self.step * self.calls
+        self.calls += 1
+        return Boxes(np.array([[x, 60.0, x + 80.0, 300.0]]), np.array([0.9]), ["person"])
+
+
+def _retry_run(step: float, **options: object) -> tuple[_NoBody, PipelineOptions]:
+    rng = np.random.default_rng(0)
+    pose = _NoBody()
+    p = Pipeline(_OneBox(step), pose, PipelineOptions(fps=5.0, **{**ALL_OFF, **options}))  # type: ignore[arg-type]
+    for i in range(10):  # 2 s at 5 fps, every frame different so nothing is skipped for stillness
+        p.process(Frame("cam", 0.2 * i, i, rng.integers(0, 255, (360, 640, 3), dtype=np.uint8)))
+    return pose, p.options
+
+
+def test_a_box_without_a_body_is_posed_again_only_after_pose_retry_s():
+    pose, o = _retry_run(0.0, pose_retry_s=0.6)
+    # Asked at 0, 0.6, 1.2 and 1.8 s: the frames between wait.
+    assert pose.estimates == 4 and o.counts["pose_retry_wait"] == 6
+    plain, o = _retry_run(0.0, plain=True)
+    assert plain.estimates == 10 and "pose_retry_wait" not in o.counts
+    off, _ = _retry_run(0.0, pose_retry_s=0.0)
+    assert off.estimates == 10
+
+
+def test_a_box_that_moves_is_posed_again_at_once():
+    # 30 px a frame is more than pose_retry_shift (10 %) of the 240-px box: asked every frame.
+    pose, o = _retry_run(30.0, pose_retry_s=0.6)
+    assert pose.estimates == 10 and "pose_retry_wait" not in o.counts

@@ -191,7 +191,13 @@ class Detector:
             backend.ov_compiled_model = core.compile_model(
                 core.read_model(str(xml)),
                 "CPU",
-                {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads},
+                {
+                    "PERFORMANCE_HINT": "LATENCY",
+                    "INFERENCE_NUM_THREADS": threads,
+                    # float32 as trained: OpenVINO defaults to bfloat16 on CPUs that have it
+                    # (AVX512-BF16, AMX), and bfloat16 moved borderline phones in and out.
+                    "INFERENCE_PRECISION_HINT": "f32",
+                },
             )
             self.threads = threads
             return True

@@ -53,6 +53,12 @@ meet it in the latest run (docs/performance.md says where and why):
   foot point frame to frame, fall apart at 5 fps (-10 points). Before the
   tracker coasted, a small slow walker who turned between two detections got a
   new id (the CAVIAR walk-out).
+* `pose_retry_s` (0.6 s): when MediaPipe's full estimate found no body in a track's
+  box (a seated worker hidden behind a screen, a neighbour's body rejected), the
+  track is not posed again for this long unless its box moves or grows by more
+  than `pose_retry_shift` of its height. Each failed estimate costs two
+  MediaPipe runs (both crops of `PoseEstimator.attempts`); in the open-plan
+  office a third of the estimates failed, frame after frame.
 * `pose_filter` (`serve` sets `zone_pose_filter` for a camera with zones):
   pose only for persons standing in a post, standby, staff-only or work zone.
 
@@ -134,6 +140,8 @@ class PipelineOptions:
     pose_track_refresh_s: float = 2.0  # ... and run the full MediaPipe estimate at least this often
     wrist_gate: bool = True
     wrist_every: int = 3  # run a track's wrist crops on every k-th pose, carry their finds between
+    pose_retry_s: float = 0.6  # after a full estimate found no body in a track's box, wait this long ...
+    pose_retry_shift: float = 0.1  # ... unless the box moved or grew by more than this share of its height
     # Not a lever (plain has it too): a track's posture is voted over this window (vision.smooth);
     # 0 reads every frame on its own.
     posture_window_s: float = POSTURE_WINDOW_S
@@ -151,6 +159,10 @@ class PipelineOptions:
     @property
     def gating(self) -> bool:
         return self.motion_gate and not self.plain
+
+    @property
+    def retry_s(self) -> float:
+        return 0.0 if self.plain else float(self.pose_retry_s)
 
     @property
     def wrist_size(self) -> int:
@@ -472,6 +484,16 @@ class Pipeline:
             o.count("pose_reused")
             shift = _centre(person.box) - _centre(memo.box)
             return _shifted_pose(memo.pose, shift), [_shifted(d, shift) for d in memo.wrist]
+        if (
+            o.retry_s > 0
+            and memo is not None
+            and memo.pose is None
+            and memo.full_t == memo.t
+            and t - memo.t < o.retry_s - 1e-6  # frame times are sums of floats
+            and np.abs(person.box - memo.box).max() <= o.pose_retry_shift * max(person.height_px, 1.0)
+        ):
+            o.count("pose_retry_wait")  # no body in this box a moment ago: do not ask again yet
+            return None, []
         o.count("pose")
         with _Clock(o, "pose"):
             pose, full_t = None, t
@@ -504,7 +526,7 @@ class Pipeline:
                 with _Clock(o, "wrist"):
                     wrist = self._wrist_detections(image, pose, person.height_px)
                 found, wrists = wrist, now
-        if self.tracker is not None and (o.reusing or o.crops_every > 1 or o.tracking):
+        if self.tracker is not None and (o.reusing or o.crops_every > 1 or o.tracking or o.retry_s > 0):
             self._memo[person.track_id] = _PoseMemo(
                 t, person.box.copy(), small, pose, wrist, found, wrists, age, full_t
             )
