@@ -34,8 +34,8 @@ from bench.throughput import Variant, revision  # noqa: E402
 MEDIA = ROOT.parent / "shared" / "media"
 
 
-def factory(variant: Variant, weights: str | None, models: list[Any]) -> Any:
-    """A `service.evaluate` pipeline factory for one variant, around models loaded once."""
+def factory(variant: Variant, weights: str | None, loaded: dict[Any, list[Any]]) -> Any:
+    """A `service.evaluate` pipeline factory for one variant, around models loaded once per weights."""
     from vision.detect import Detector
     from vision.pipeline import Pipeline, PipelineOptions
     from vision.pose import PoseEstimator
@@ -49,9 +49,12 @@ def factory(variant: Variant, weights: str | None, models: list[Any]) -> Any:
                 boxes = self.detect_many([frame.image, frame.image])[0]
             return super().process(frame, boxes)
 
+    chosen = variant.weights(weights)
+
     def make(fps: float, track: bool) -> Pipeline:
+        models = loaded.setdefault(chosen, [])
         if not models:
-            models.extend([Detector(weights), PoseEstimator()])
+            models.extend([Detector(chosen), PoseEstimator()])
         options = PipelineOptions.for_mode(variant.mode, fps=fps, **variant.overrides)
         kind = Paired if variant.pairs and track else Pipeline
         return kind(models[0], models[1], options, camera="evaluate", track=track)
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     variants = [Variant.parse(s) for s in specs]
     if "plain" not in specs:
         variants.insert(0, Variant.parse("plain"))
-    models: list[Any] = []
+    models: dict[Any, list[Any]] = {}
     out: dict[str, Any] = {}
     full: dict[str, Any] = {}
     for v in variants:

@@ -35,6 +35,11 @@ LEVER_TEXT = {
     "threads2": "TFLite detector on 2 threads instead of Ultralytics' cpu_count-1 = 1",
     "pair": "two cameras' frames detected in one call of the fixed 640x640 model, each on its half",
     "workers2": "two inference threads, each with its own detector and pose graph, sharing the cameras",
+    "retry": "a track whose full pose estimate found no body is posed again after 0.6 s, not on the next "
+    "frame (unless its box moves)",
+    "ov": "the same weights as an OpenVINO model of any input size (`vision.convert`): frames letterboxed "
+    "to their own aspect (640x384 for 16:9) instead of the TFLite model's 640x640",
+    "ov+wristsz320": "the OpenVINO model, and the wrist crops detected at 320 instead of 640",
 }
 
 

@@ -75,11 +75,11 @@ CHAIR_SITE = ROOT / "examples" / "chair_clip.yaml"
 #: Lever names usable after a `+` in a variant ("plain+motion", "fast+every3", "fast+threads2").
 LEVERS = (
     "motion", "reuse", "reusebox", "track", "wrist", "cropsK", "zones", "everyK", "threadsN", "workersN",
-    "pair", "slow",
+    "pair", "slow", "ov", "imgszN", "wristszN", "retry",
 )  # fmt: skip
 SINGLE_LEVERS = (
     "motion", "every2", "every3", "every3+slow", "reuse", "track", "wrist", "crops3", "zones", "threads2",
-    "workers2", "pair",
+    "workers2", "pair", "retry", "ov", "ov+wristsz320",
 )  # fmt: skip
 STAGE_ORDER = ("decode", "motion", "detect", "track", "pose", "wrist", "features", "rules")
 
@@ -98,6 +98,28 @@ class Variant:
     threads: int | None = None
     pairs: bool = False  # two cameras' frames detected in one call
     workers: int = 1  # inference threads, each with its own models (`fast`: serve's default)
+    # Detector weights by format (`vision.detect.project_weights`); None: as `serve` finds them.
+    # `plain` keeps the int8 TFLite model at its fixed 640, the detector it was first measured with.
+    detector: str | None = None
+
+    def weights(self, explicit: str | None = None) -> str | None:
+        """The weights this variant runs: `--weights` where given, else its format's file in models/."""
+        from vision.detect import project_weights
+
+        if explicit or self.detector is None:
+            return explicit
+        found = project_weights(self.detector)
+        tflite = project_weights("tflite")
+        if found is None and self.detector == "openvino" and tflite:
+            from vision.convert import convert
+            from vision.detect import CONVERTED_DIR
+
+            print(f"converting {tflite} to OpenVINO (once)", file=sys.stderr, flush=True)
+            convert(tflite, Path(tflite).parent / CONVERTED_DIR)
+            found = project_weights(self.detector)
+        if found is None:
+            raise SystemExit(f"variant {self.name}: no {self.detector} detector weights in models/")
+        return found
 
     @classmethod
     def parse(cls, spec: str) -> Variant:
@@ -109,6 +131,8 @@ class Variant:
         if mode not in ("plain", "fast"):
             raise ValueError(f"variant {spec!r} must start with plain or fast")
         v = cls(spec.strip(), mode)
+        if mode == "plain":
+            v.detector = "tflite"
         if mode == "fast":  # what `serve` runs: its inference threads too
             from service.cli import DEFAULT_INFERENCE_THREADS
 
@@ -125,6 +149,8 @@ class Variant:
                     detect_every=1,
                     every_when_slow=False,
                     wrist_every=1,
+                    wrist_imgsz=640,
+                    pose_retry_s=0.0,
                 )
                 v.zones = False if v.zones is None else v.zones
             if lever == "motion":
@@ -151,6 +177,14 @@ class Variant:
                 v.pairs = on
             elif re.fullmatch(r"workers\d+", lever):
                 v.workers = int(lever[7:]) if on else 1
+            elif lever == "retry":  # a box without a body is posed again only after a while
+                v.overrides["pose_retry_s"] = 0.6 if on else 0.0
+            elif lever == "ov":  # the OpenVINO export of the same weights (any input size)
+                v.detector = "openvino" if on else "tflite"
+            elif re.fullmatch(r"imgsz\d+", lever):  # frames' detector input (any-size weights only)
+                v.overrides["imgsz"] = int(lever[5:]) if on else 640
+            elif re.fullmatch(r"wristsz\d+", lever):  # wrist crops' detector input (any-size weights)
+                v.overrides["wrist_imgsz"] = int(lever[7:]) if on else 640
             else:
                 raise ValueError(f"unknown lever {lever!r} in {spec!r}; levers: {', '.join(LEVERS)}")
         return v
@@ -278,7 +312,7 @@ def measure(variant: Variant, streams: int, seconds: float, warmup: float, weigh
         site_path = write_site(folder, streams)
         t_load = time.perf_counter()
         analysers = ModelAnalysers(
-            weights,
+            variant.weights(weights),
             mode=variant.mode,
             detector_threads=variant.threads,
             options=variant.options_factory(stages_ms, counts),

@@ -36,7 +36,6 @@ ALL_ON = dict(
     pose_track=True,
     wrist_gate=True,
     wrist_every=3,
-    wrist_imgsz=320,
 )
 ALL_OFF = dict(
     motion_gate=False,

@@ -39,10 +39,11 @@ meet it in the latest run (docs/performance.md says where and why):
   an arm hanging at the side or held behind the back.
 * `wrist_every=k` (3): a track's wrist crops run on every k-th pose; between,
   their finds move with the hands (a phone in hand stays for seconds).
-* `wrist_imgsz` (320): the wrist crops' detector input, where the weights take
-  any size (`Detector.any_size`: the OpenVINO model `vision.convert` makes,
-  `.pt` files). A crop is a few shoulder widths across, so 320 still enlarges
-  it; the int8 TFLite model takes 640 only and gets 640 whatever is asked.
+* `wrist_imgsz` (640, so off): the wrist crops' detector input, where the weights
+  take any size (`Detector.any_size`: the OpenVINO model `vision.convert` makes,
+  `.pt` files); the int8 TFLite model takes 640 only and gets 640 whatever is
+  asked. At 320 a crop costs about half, but the labelled photos lost a phone
+  and a book.
 * `detect_every=k` (3) with `every_when_slow` (on): the detector runs on
   every k-th frame while everyone in view moves under `every_slow_bh_s` of
   their height a second (desks and posts at rest), and on every frame once
@@ -118,7 +119,9 @@ class PipelineOptions:
     person_conf: float = 0.35
     object_conf: float = 0.2
     wrist_crops: bool = True
-    wrist_imgsz: int = 320  # lever: crops' detector input (fixed-size exports such as TFLite: their own)
+    # Crops' detector input where the weights take any size (fixed exports such as TFLite: their own).
+    # 640: at 320 a phone and a book were lost on the labelled photos (docs/performance.md, `wristsz320`).
+    wrist_imgsz: int = 640
     lost_buffer_s: float = 3.0
     pose_filter: PoseFilter | None = None
     # -- throughput levers (module doc); `plain` switches every one of them off -------------------
