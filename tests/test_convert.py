@@ -79,6 +79,12 @@ def test_the_command_says_what_is_wrong_in_one_line(tmp_path: Path, capsys: pyte
     assert convert.main([str(tmp_path / "missing.tflite"), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("convert: no such TFLite model") and "Traceback" not in err
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(b"not a flatbuffer")
+    assert convert.main([str(broken), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("convert: ") and "not a TFLite model" in err and "Traceback" not in err
+    assert not list(tmp_path.glob("*.pt"))
 
 
 def test_converted_weights_are_used_only_when_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -46,11 +46,14 @@ def _tflite_convs(tflite: Path) -> list[tuple[np.ndarray, np.ndarray, tuple[int,
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     # Without the default delegate the ops stay visible (XNNPACK would fold them into DELEGATE nodes).
-    it = Interpreter(
-        model_path=str(tflite),
-        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-    )
-    it.allocate_tensors()
+    try:
+        it = Interpreter(
+            model_path=str(tflite),
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
+        it.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise ConversionError(f"{tflite} is not a TFLite model LiteRT can load ({exc})") from exc
     tensors = {t["index"]: t for t in it.get_tensor_details()}
     convs = []
     for op in it._get_ops_details():  # noqa: SLF001 - the interpreter's only op listing
