@@ -95,6 +95,11 @@ def project_weights(kind: str) -> str | None:
     return None
 
 
+def is_openvino(weights: str) -> bool:
+    """An OpenVINO model folder (Ultralytics names them `*_openvino_model`)."""
+    return str(weights).rstrip("/").endswith("_openvino_model")
+
+
 def takes_any_size(weights: str) -> bool:
     """Whether the weights run at any input size (PyTorch, dynamic exports) or only their own.
 
@@ -104,7 +109,7 @@ def takes_any_size(weights: str) -> bool:
     name = str(weights).rstrip("/")
     if name.endswith(".pt"):
         return True
-    if name.endswith("_openvino_model"):
+    if is_openvino(name):
         meta = Path(name) / "metadata.yaml"
         if meta.is_file():
             import yaml
@@ -158,7 +163,7 @@ class Detector:
         self._wanted_ids = [i for i, n in enumerate(self.names) if n in WANTED]
         if not str(self.weights).endswith((".pt", ".torchscript")):
             _torch_single_thread()
-        if threads is None and str(self.weights).rstrip("/").endswith("_openvino_model"):
+        if threads is None and is_openvino(self.weights):
             threads = 1  # as LiteRT gets on 2 cores; OpenVINO would take them all (see set_threads)
         if threads is not None:
             self.set_threads(threads)
@@ -174,7 +179,7 @@ class Detector:
         run on a blank image first, then the runtime is rebuilt with the thread count. Other
         formats are left as they are.
         """
-        openvino = str(self.weights).rstrip("/").endswith("_openvino_model")
+        openvino = is_openvino(self.weights)
         if not (str(self.weights).endswith(".tflite") or openvino):
             log.info(
                 "detector threads apply to .tflite and OpenVINO weights only; %s left as it is", self.weights
