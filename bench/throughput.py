@@ -109,8 +109,8 @@ class Variant:
         if explicit or self.detector is None:
             return explicit
         found = project_weights(self.detector)
-        tflite = project_weights("tflite")
-        if found is None and self.detector == "openvino" and tflite:
+        tflite = project_weights("tflite") if found is None and self.detector == "openvino" else None
+        if tflite:
             from vision.convert import convert
             from vision.detect import CONVERTED_DIR
 
@@ -130,6 +130,8 @@ class Variant:
         mode = parts[0]
         if mode not in ("plain", "fast"):
             raise ValueError(f"variant {spec!r} must start with plain or fast")
+        from vision.pipeline import PipelineOptions as Defaults  # the levers' on values
+
         v = cls(spec.strip(), mode)
         if mode == "plain":
             v.detector = "tflite"
@@ -149,7 +151,7 @@ class Variant:
                     detect_every=1,
                     every_when_slow=False,
                     wrist_every=1,
-                    wrist_imgsz=640,
+                    wrist_imgsz=Defaults.imgsz,
                     pose_retry_s=0.0,
                 )
                 v.zones = False if v.zones is None else v.zones
@@ -178,13 +180,13 @@ class Variant:
             elif re.fullmatch(r"workers\d+", lever):
                 v.workers = int(lever[7:]) if on else 1
             elif lever == "retry":  # a box without a body is posed again only after a while
-                v.overrides["pose_retry_s"] = 0.6 if on else 0.0
+                v.overrides["pose_retry_s"] = Defaults.pose_retry_s if on else 0.0
             elif lever == "ov":  # the OpenVINO export of the same weights (any input size)
                 v.detector = "openvino" if on else "tflite"
             elif re.fullmatch(r"imgsz\d+", lever):  # frames' detector input (any-size weights only)
-                v.overrides["imgsz"] = int(lever[5:]) if on else 640
+                v.overrides["imgsz"] = int(lever[5:]) if on else Defaults.imgsz
             elif re.fullmatch(r"wristsz\d+", lever):  # wrist crops' detector input (any-size weights)
-                v.overrides["wrist_imgsz"] = int(lever[7:]) if on else 640
+                v.overrides["wrist_imgsz"] = int(lever[7:]) if on else Defaults.imgsz
             else:
                 raise ValueError(f"unknown lever {lever!r} in {spec!r}; levers: {', '.join(LEVERS)}")
         return v
