@@ -36,6 +36,7 @@ ALL_ON = dict(
     pose_track=True,
     wrist_gate=True,
     wrist_every=3,
+    pose_retry_s=0.6,
 )
 ALL_OFF = dict(
     motion_gate=False,
@@ -45,6 +46,7 @@ ALL_OFF = dict(
     wrist_gate=False,
     wrist_every=1,
     wrist_imgsz=640,
+    pose_retry_s=0.0,
 )
 
 
@@ -442,3 +444,28 @@ def test_a_box_that_moves_is_posed_again_at_once():
     # 30 px a frame is more than pose_retry_shift (10 %) of the 240-px box: asked every frame.
     pose, o = _retry_run(30.0, pose_retry_s=0.6)
     assert pose.estimates == 10 and "pose_retry_wait" not in o.counts
+
+
+@pytest.mark.media
+@pytest.mark.model
+def test_pose_retry_in_the_open_plan_office_skips_only_tracks_whose_estimate_just_failed():
+    """Real seated workers, some hidden behind screens: with the lever the bodyless boxes wait,
+    everyone else is posed exactly as without it (each frame's estimate stands alone here)."""
+    clip = frames(OFFICE)[:10]
+    without, retry = pipeline(**ALL_OFF), pipeline(**{**ALL_OFF, "pose_retry_s": 0.6})
+    skipped, before = 0, {}
+    for f in clip:
+        a = {p.track_id: p for p in without.process(f).persons}
+        b = {p.track_id: p for p in retry.process(f).persons}
+        assert a.keys() == b.keys()
+        for k, p in b.items():
+            if p.keypoints is not None:
+                assert a[k].keypoints is not None and np.allclose(p.keypoints, a[k].keypoints)
+            elif a[k].keypoints is not None:
+                skipped += 1  # waiting: its previous estimate found no body
+                assert k in before and before[k].keypoints is None, k
+        before = b
+    assert retry.options.counts["pose_retry_wait"] > 0
+    counts = retry.options.counts
+    assert counts["pose"] + counts["pose_retry_wait"] == without.options.counts["pose"]
+    assert skipped <= retry.options.counts["pose_retry_wait"]
