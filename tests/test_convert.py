@@ -11,7 +11,7 @@ import pytest
 from conftest import SHARED_MODEL
 
 from vision import convert
-from vision.detect import Detector, project_weights, resolve_weights, takes_any_size
+from vision.detect import Detector, is_int8, project_weights, resolve_weights, takes_any_size
 
 
 def shared_model() -> Path:
@@ -22,7 +22,7 @@ def shared_model() -> Path:
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    return convert.convert(shared_model(), tmp_path_factory.mktemp("models"))
+    return convert.convert(shared_model(), tmp_path_factory.mktemp("models"), int8=True)
 
 
 def bus() -> np.ndarray:
@@ -37,7 +37,7 @@ def people(boxes, conf: float = 0.0) -> list[np.ndarray]:  # noqa: ANN001 - visi
 
 
 def test_the_converted_weights_score_like_the_tflite_model(converted: list[Path]):
-    pt, openvino = converted
+    pt, openvino, _ = converted
     assert pt.name == "yolov8n_int8_dequant.pt" and openvino.name.endswith("_openvino_model")
     diff = convert.compare_with_tflite(pt, shared_model())
     assert diff < convert.MAX_SCORE_DIFF, diff
@@ -58,9 +58,88 @@ def test_the_openvino_model_finds_the_same_people_as_the_tflite_model_at_smaller
             assert min(np.abs(ref - box).max() for box in found) < 12 * 640 / size, size
 
 
+def test_the_int8_openvino_model_finds_the_same_people_at_each_inputs_own_size(converted):
+    """NNCF's int8 quantization of the OpenVINO model: the same people as the TFLite model, inputs
+    letterboxed to their own aspect, and int8 layers in the graph (its speed: bench/, not here)."""
+    int8 = converted[2]
+    assert int8.name == "yolov8n_int8_ovint8_openvino_model" and is_int8(str(int8))
+    assert takes_any_size(str(int8))  # still dynamic: frames and crops at their own size
+    image = bus()
+    reference = people(Detector(str(shared_model())).detect(image), 0.5)  # the three standing people
+    detector = Detector(str(int8))
+    assert detector.any_size and len(reference) == 3
+    for size in (640, 480):
+        found = people(detector.detect(image, imgsz=size))
+        assert 3 <= len(found) <= 4, size  # the man cut off by the frame's edge is borderline
+        for ref in reference:
+            assert min(np.abs(ref - box).max() for box in found) < 12 * 640 / size, size
+    # Each input keeps its own size (Ultralytics would letterbox an int8 model to 640x640 on AMX CPUs).
+    shapes = []
+    backend = detector.model.predictor.model.backend
+    forward = backend.forward
+    backend.forward = lambda im: shapes.append(tuple(im.shape)) or forward(im)
+    detector.detect(image[400:720, 0:320], imgsz=320)
+    detector.detect(cv2.resize(image, (640, 360)), imgsz=640)
+    assert shapes == [(1, 3, 320, 320), (1, 3, 384, 640)]
+    # The quantized graph really runs int8 convolutions (not a float model under a new name).
+    import openvino as ov
+
+    model = ov.Core().read_model(str(next(int8.glob("*.xml"))))
+    assert any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+
+
+def test_openvino_models_are_compiled_once_per_shape_where_int8_must_be_static(converted):
+    """On CPUs with AMX, OpenVINO's int8 with a dynamic input can crash (openvinotoolkit/openvino#37577):
+    there each input shape gets its own static model, the least recently used dropped past `keep`."""
+    from vision.detect import OpenVINOShapes
+
+    xml = next(converted[2].glob("*.xml"))
+    shapes = OpenVINOShapes(xml, threads=1, keep=2)
+    shapes.per_shape = True  # as on an AMX CPU, whatever this machine is
+    shapes._compiled.clear()
+    x320, x384 = np.zeros((1, 3, 320, 320), np.float32), np.zeros((1, 3, 384, 640), np.float32)
+    first = shapes.forward(x320)
+    assert first[0].shape == (1, 84, 2100) and shapes.shapes == 1
+    shapes.forward(x384)
+    shapes.forward(x320)  # kept: no new model
+    assert shapes.shapes == 2 and list(shapes._compiled) == [(1, 3, 384, 640), (1, 3, 320, 320)]
+    shapes.forward(np.zeros((1, 3, 480, 480), np.float32))
+    assert list(shapes._compiled) == [(1, 3, 320, 320), (1, 3, 480, 480)]  # 384x640 was the oldest
+    assert shapes.compiled((1, 3, 320, 320)).get_property("INFERENCE_NUM_THREADS") == 1
+    floats = OpenVINOShapes(next(converted[1].glob("*.xml")))
+    assert not floats.per_shape  # no int8 layers: one model with its dynamic input
+    assert floats.forward(x320)[0].shape == (1, 84, 2100) and floats.forward(x384)[0].shape == (1, 84, 5040)
+    assert floats.shapes == 1
+
+
+def test_calibration_pictures_come_from_images_and_video_frames(tmp_path: Path):
+    from ultralytics.utils import ASSETS
+
+    assert len(convert.calibration_images()) == 2  # Ultralytics' bus.jpg and zidane.jpg
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5, (64, 48))
+    for i in range(40):
+        writer.write(np.full((48, 64, 3), i * 6, np.uint8))
+    writer.release()
+    (tmp_path / "notes.txt").write_text("not a picture")
+    cv2.imwrite(str(tmp_path / "bus.jpg"), cv2.imread(str(ASSETS / "bus.jpg")))
+    images = convert.calibration_images([tmp_path])
+    assert len(images) == 1 + convert.FRAMES_PER_VIDEO
+    frames = sorted(int(im.mean()) for im in images[1:])  # bus.jpg first (sorted names), then the clip
+    assert frames[0] < 10 and frames[-1] > 220  # from its first frame to its last
+    assert len(set(frames)) == convert.FRAMES_PER_VIDEO
+    with pytest.raises(convert.ConversionError, match="no such calibration file"):
+        convert.calibration_images([tmp_path / "missing"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(convert.ConversionError, match="no readable picture"):
+        convert.calibration_images([empty])
+
+
 def test_a_fixed_size_model_runs_at_its_own_size_whatever_is_asked():
     detector = Detector(str(shared_model()))
     assert not detector.any_size
+    assert detector.model.predictor is not None  # built at load, not on a camera's first frame
     crop = bus()[400:720, 0:320]
     # The TFLite model takes 640x640 only: a smaller request is run at 640, not refused.
     assert len(detector.detect(crop, imgsz=320).labels) == len(detector.detect(crop, imgsz=640).labels)
@@ -85,6 +164,10 @@ def test_the_command_says_what_is_wrong_in_one_line(tmp_path: Path, capsys: pyte
     err = capsys.readouterr().err
     assert err.startswith("convert: ") and "not a TFLite model" in err and "Traceback" not in err
     assert not list(tmp_path.glob("*.pt"))
+    missing = str(tmp_path / "frames")
+    assert convert.main([str(shared_model()), "--out", str(tmp_path), "--int8", "--calibrate", missing]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("convert: no such calibration file or folder") and "Traceback" not in err
 
 
 def test_converted_weights_are_used_only_when_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -96,6 +179,11 @@ def test_converted_weights_are_used_only_when_named(tmp_path: Path, monkeypatch:
     (models / "yolov8n_int8.tflite").write_bytes(b"")
     assert resolve_weights(None).endswith("yolov8n_int8.tflite")
     assert project_weights("openvino") == str(ov) and project_weights("tflite").endswith(".tflite")
+    assert project_weights("openvino-int8") is None
+    int8 = models / "converted" / "yolov8n_int8_ovint8_openvino_model"
+    int8.mkdir()
+    assert project_weights("openvino-int8") == str(int8) and project_weights("openvino") == str(ov)
+    assert resolve_weights(None).endswith("yolov8n_int8.tflite")  # named, never picked
     (models / "yolov8n.pt").write_bytes(b"")
     assert resolve_weights(None).endswith("yolov8n.pt")  # full precision first
     assert not takes_any_size(str(ov))  # no metadata: taken as fixed

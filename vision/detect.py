@@ -13,6 +13,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -80,16 +81,26 @@ def resolve_weights(explicit: str | None = None) -> str:
 
 
 def project_weights(kind: str) -> str | None:
-    """The first file of one format (`tflite`, `openvino`, `pt`) in a project `models/` folder or
-    its `converted/` subfolder.
+    """The first file of one format (`tflite`, `openvino`, `openvino-int8`, `pt`) in a project
+    `models/` folder or its `converted/` subfolder.
 
     The benchmarks name a detector by format: `plain` keeps the int8 TFLite model it was first
     measured with, whatever `resolve_weights` would pick.
     """
-    suffix = {"tflite": ".tflite", "openvino": "_openvino_model", "pt": ".pt"}[kind]
+    suffix = {
+        "tflite": ".tflite",
+        "openvino": "_openvino_model",
+        "openvino-int8": "_openvino_model",
+        "pt": ".pt",
+    }
+    int8 = kind == "openvino-int8"
     for folder in [d for m in project_models_dirs() for d in (m, m / CONVERTED_DIR)]:
         if folder.is_dir():
-            found = sorted(p for p in folder.iterdir() if p.name.endswith(suffix))
+            found = sorted(
+                p
+                for p in folder.iterdir()
+                if p.name.endswith(suffix[kind]) and (not is_openvino(p.name) or is_int8(p.name) == int8)
+            )
             if found:
                 return str(found[0])
     return None
@@ -98,6 +109,13 @@ def project_weights(kind: str) -> str | None:
 def is_openvino(weights: str) -> bool:
     """An OpenVINO model folder (Ultralytics names them `*_openvino_model`)."""
     return str(weights).rstrip("/").endswith("_openvino_model")
+
+
+def is_int8(weights: str) -> bool:
+    """An int8-quantized OpenVINO folder: `vision.convert --int8` names them `*_ovint8_openvino_model`
+    (Ultralytics' own int8 export, `*_int8_openvino_model`)."""
+    name = Path(str(weights).rstrip("/")).name
+    return is_openvino(name) and name.endswith(("_ovint8_openvino_model", "_int8_openvino_model"))
 
 
 def takes_any_size(weights: str) -> bool:
@@ -142,6 +160,71 @@ class Boxes:
         return cls(np.zeros((0, 4)), np.zeros(0), [])
 
 
+class OpenVINOShapes:
+    """An OpenVINO model compiled on our terms, once per input shape where it must be static.
+
+    Why: Ultralytics compiles OpenVINO in its latency mode (every core) and in the CPU's default
+    precision (bfloat16 where the CPU has it, which moved borderline phones in and out). And on
+    CPUs with AMX it recompiles an int8 model with a dynamic input at every change of input
+    shape, because OpenVINO's CPU plugin can crash running int8 with dynamic shapes there
+    (openvinotoolkit/openvino#37577): with eight cameras of different aspects and wrist crops
+    between them that is a recompile on almost every call. Here each input shape gets its own
+    static compiled model, kept (the last `keep` shapes) and compiled with `threads` threads in
+    float32 (int8 layers stay int8). A float model, or any model on a CPU without AMX, keeps one
+    compiled model with its dynamic input.
+    """
+
+    def __init__(self, xml: Path, threads: int = 1, keep: int = 12) -> None:
+        import openvino as ov
+
+        self.core, self.xml, self.keep = ov.Core(), Path(xml), keep
+        self.config = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": max(1, int(threads)),
+            "INFERENCE_PRECISION_HINT": "f32",
+        }
+        model = self.core.read_model(str(self.xml))
+        quantized = any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+        self.per_shape = quantized and model.input().get_partial_shape().is_dynamic and _has_amx()
+        self._compiled: dict[tuple[int, ...] | None, Any] = {}
+        if not self.per_shape:
+            self._compiled[None] = self.core.compile_model(model, "CPU", self.config)
+
+    @property
+    def shapes(self) -> int:
+        """How many compiled models are kept."""
+        return len(self._compiled)
+
+    def compiled(self, shape: tuple[int, ...]) -> Any:
+        key = shape if self.per_shape else None
+        found = self._compiled.pop(key, None)
+        if found is None:
+            model = self.core.read_model(str(self.xml))
+            model.reshape(list(shape))
+            found = self.core.compile_model(model, "CPU", self.config)
+            if len(self._compiled) >= self.keep:
+                del self._compiled[next(iter(self._compiled))]  # the least recently used
+        self._compiled[key] = found  # (re)inserted last: the most recently used
+        return found
+
+    def forward(self, im: Any) -> list[np.ndarray]:
+        """Ultralytics' backend call: a BCHW float tensor in [0, 1], the outputs as arrays."""
+        x = (
+            im.cpu().numpy().astype(np.float32, copy=False)
+            if hasattr(im, "cpu")
+            else np.asarray(im, np.float32)
+        )
+        return list(self.compiled(tuple(x.shape))(x).values())
+
+
+def _has_amx() -> bool:
+    """Whether this CPU has Intel AMX int8 (Linux: /proc/cpuinfo), where OpenVINO's dynamic int8 can crash."""
+    try:
+        return "amx_int8" in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+
+
 class Detector:
     """A YOLO model behind one `detect(image)` call."""
 
@@ -167,6 +250,10 @@ class Detector:
             threads = 1  # as LiteRT gets on 2 cores; OpenVINO would take them all (see set_threads)
         if threads is not None:
             self.set_threads(threads)
+        else:
+            # Ultralytics builds its predictor (and imports the rest of torch) on the first call: seconds
+            # on a slow core. Done here, at load, it delays neither a camera's first frame nor a benchmark.
+            self.detect(np.zeros((self.imgsz, self.imgsz, 3), np.uint8))
 
     def set_threads(self, threads: int) -> bool:
         """Run a TFLite or OpenVINO model on `threads` CPU threads; False where that cannot be done.
@@ -189,21 +276,10 @@ class Detector:
         backend = getattr(getattr(getattr(self.model, "predictor", None), "model", None), "backend", None)
         threads = max(1, int(threads))
         if openvino and backend is not None and hasattr(backend, "ov_compiled_model"):
-            import openvino as ov
-
-            core = ov.Core()
-            xml = next(Path(self.weights).glob("*.xml"))
-            backend.ov_compiled_model = core.compile_model(
-                core.read_model(str(xml)),
-                "CPU",
-                {
-                    "PERFORMANCE_HINT": "LATENCY",
-                    "INFERENCE_NUM_THREADS": threads,
-                    # float32 as trained: OpenVINO defaults to bfloat16 on CPUs that have it
-                    # (AVX512-BF16, AMX), and bfloat16 moved borderline phones in and out.
-                    "INFERENCE_PRECISION_HINT": "f32",
-                },
-            )
+            backend.forward = OpenVINOShapes(next(Path(self.weights).glob("*.xml")), threads).forward
+            # Ultralytics marks an AMX int8 model as fixed-size (see OpenVINOShapes), which letterboxes
+            # every input to the export's 640x640; the per-shape models take any size again.
+            backend.dynamic = self.any_size
             self.threads = threads
             return True
         if openvino or backend is None or not hasattr(backend, "interpreter"):
