@@ -11,10 +11,10 @@ set -eu
 cd "$(dirname "$0")/.."
 RUN="${SECONDS_PER_RUN:-15}"
 mkdir -p out
-.venv/bin/python bench/throughput.py --streams 8 --seconds "$RUN" --warmup 6 \
-    --mode plain,fast,fast+ov+imgsz480 --repeat 2 --levers --json out/throughput.json
+.venv/bin/python bench/throughput.py --streams 8 --seconds "$RUN" --warmup 12 \
+    --mode plain,fast,fast+ovq,fast+ovq+wristnative --repeat 2 --levers --json out/throughput.json
 .venv/bin/python bench/accuracy_levers.py \
-    --mode plain,fast,fast-every3,fast-track,fast-retry,plain+ov,fast+ov+imgsz480,fast+ov+imgsz480+wristsz480 \
+    --mode plain,fast,fast-every3,fast-track,fast-retry,plain+ov,plain+ovq,fast+ovq,fast+ovq+wristnative \
     --json out/accuracy_levers.json
 .venv/bin/python bench/report.py out/throughput.json --accuracy out/accuracy_levers.json \
     --notes bench/performance_notes.md > docs/performance.md.tmp

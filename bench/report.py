@@ -40,6 +40,10 @@ LEVER_TEXT = {
     "ov": "the same weights as an OpenVINO model of any input size (`vision.convert`): frames letterboxed "
     "to their own aspect (640x384 for 16:9) instead of the TFLite model's 640x640",
     "ov+wristsz320": "the OpenVINO model, and the wrist crops detected at 320 instead of 640",
+    "ovq": "that OpenVINO model quantized to int8 by NNCF (`vision.convert --int8`), frames at their own "
+    "aspect",
+    "ovq+wristnative": "the int8 OpenVINO model, and each wrist crop detected at its own size (320 to 640) "
+    "instead of upscaled to 640",
 }
 
 

@@ -75,11 +75,11 @@ CHAIR_SITE = ROOT / "examples" / "chair_clip.yaml"
 #: Lever names usable after a `+` in a variant ("plain+motion", "fast+every3", "fast+threads2").
 LEVERS = (
     "motion", "reuse", "reusebox", "track", "wrist", "cropsK", "zones", "everyK", "threadsN", "workersN",
-    "pair", "slow", "ov", "imgszN", "wristszN", "retry",
+    "pair", "slow", "ov", "ovq", "imgszN", "wristszN", "wristnative", "retry",
 )  # fmt: skip
 SINGLE_LEVERS = (
     "motion", "every2", "every3", "every3+slow", "reuse", "track", "wrist", "crops3", "zones", "threads2",
-    "workers2", "pair", "retry", "ov", "ov+wristsz320",
+    "workers2", "pair", "retry", "ov", "ovq", "ovq+wristnative",
 )  # fmt: skip
 STAGE_ORDER = ("decode", "motion", "detect", "track", "pose", "wrist", "features", "rules")
 
@@ -109,13 +109,14 @@ class Variant:
         if explicit or self.detector is None:
             return explicit
         found = project_weights(self.detector)
-        tflite = project_weights("tflite") if found is None and self.detector == "openvino" else None
+        openvino = self.detector in ("openvino", "openvino-int8")
+        tflite = project_weights("tflite") if found is None and openvino else None
         if tflite:
             from vision.convert import convert
             from vision.detect import CONVERTED_DIR
 
             print(f"converting {tflite} to OpenVINO (once)", file=sys.stderr, flush=True)
-            convert(tflite, Path(tflite).parent / CONVERTED_DIR)
+            convert(tflite, Path(tflite).parent / CONVERTED_DIR, int8=self.detector == "openvino-int8")
             found = project_weights(self.detector)
         if found is None:
             raise SystemExit(f"variant {self.name}: no {self.detector} detector weights in models/")
@@ -183,8 +184,12 @@ class Variant:
                 v.overrides["pose_retry_s"] = Defaults.pose_retry_s if on else 0.0
             elif lever == "ov":  # the OpenVINO export of the same weights (any input size)
                 v.detector = "openvino" if on else "tflite"
+            elif lever == "ovq":  # that OpenVINO model quantized to int8 (`vision.convert --int8`)
+                v.detector = "openvino-int8" if on else "tflite"
             elif re.fullmatch(r"imgsz\d+", lever):  # frames' detector input (any-size weights only)
                 v.overrides["imgsz"] = int(lever[5:]) if on else Defaults.imgsz
+            elif lever == "wristnative":  # wrist crops at their own size, 320 to 640 (any-size weights)
+                v.overrides["wrist_native"] = on
             elif re.fullmatch(r"wristsz\d+", lever):  # wrist crops' detector input (any-size weights)
                 v.overrides["wrist_imgsz"] = int(lever[7:]) if on else Defaults.imgsz
             else:

@@ -391,6 +391,16 @@ def test_wrist_crops_run_at_wrist_imgsz_and_plain_at_the_frame_size():
     assert seen["fast"].count(640) == len(clip) and seen["fast"].count(320) == len(seen["fast"]) - len(clip)
 
 
+def test_wrist_native_runs_a_crop_at_its_own_size_between_the_bounds():
+    native = PipelineOptions(fps=5.0, wrist_native=True)
+    sides = (48, 140, 320, 321, 480, 500, 900)
+    assert [native.wrist_input(s) for s in sides] == [320, 320, 320, 480, 480, 640, 640]
+    assert PipelineOptions(fps=5.0).wrist_input(140) == 640  # off: wrist_imgsz whatever the crop
+    assert PipelineOptions(fps=5.0, plain=True, wrist_native=True).wrist_input(140) == 640
+    small = PipelineOptions(fps=5.0, wrist_native=True, wrist_imgsz=480, wrist_min_imgsz=256, wrist_step=32)
+    assert [small.wrist_input(s) for s in (100, 300, 700)] == [256, 320, 480]
+
+
 class _NoBody:
     """A pose model that never finds a body (a seated worker hidden behind a screen)."""
 

@@ -44,6 +44,9 @@ meet it in the latest run (docs/performance.md says where and why):
   `.pt` files); the int8 TFLite model takes 640 only and gets 640 whatever is
   asked. At 320 a crop costs about half, but the labelled photos lost a phone
   and a book.
+* `wrist_native` (off): each crop at its own size instead (its side rounded up
+  to 320, 480 or 640), so a hundred-pixel crop from a CCTV frame is no longer
+  upscaled to 640 while a photo's large crop keeps its 640. Any-size weights only.
 * `detect_every=k` (3) with `every_when_slow` (on): the detector runs on
   every k-th frame while everyone in view moves under `every_slow_bh_s` of
   their height a second (desks and posts at rest), and on every frame once
@@ -122,6 +125,12 @@ class PipelineOptions:
     # Crops' detector input where the weights take any size (fixed exports such as TFLite: their own).
     # 640: at 320 a phone and a book were lost on the labelled photos (docs/performance.md, `wristsz320`).
     wrist_imgsz: int = 640
+    # ... or, with `wrist_native`, the crop's own side rounded up to a multiple of `wrist_step`, between
+    # `wrist_min_imgsz` and `wrist_imgsz`: a crop is never downscaled, a small one is upscaled less,
+    # and the few sizes keep the detector's compiled shapes few (vision.detect.OpenVINOShapes).
+    wrist_native: bool = False
+    wrist_min_imgsz: int = 320
+    wrist_step: int = 160
     lost_buffer_s: float = 3.0
     pose_filter: PoseFilter | None = None
     # -- throughput levers (module doc); `plain` switches every one of them off -------------------
@@ -170,6 +179,14 @@ class PipelineOptions:
     @property
     def wrist_size(self) -> int:
         return self.imgsz if self.plain else int(self.wrist_imgsz)
+
+    def wrist_input(self, side: int) -> int:
+        """The detector input for a wrist crop of `side` pixels (any-size weights only)."""
+        if self.plain or not self.wrist_native:
+            return self.wrist_size
+        step = max(32, int(self.wrist_step))
+        own = -(-int(side) // step) * step
+        return int(min(self.wrist_size, max(self.wrist_min_imgsz, own)))
 
     @property
     def every(self) -> int:
@@ -592,7 +609,7 @@ class Pipeline:
             o.count("wrist_crops")
             x0, y0, side = int(c[0] - half), int(c[1] - half), int(2 * half)
             crop = crop_square(image, x0, y0, side)
-            found = self.detector.detect(crop, imgsz=o.wrist_size, conf=o.object_conf)
+            found = self.detector.detect(crop, imgsz=o.wrist_input(side), conf=o.object_conf)
             found = found.of(*HAND_OBJECTS)
             for lbl, conf, b in zip(found.labels, found.confidence, found.xyxy):
                 out.append(Detection(lbl, float(conf), b + np.array([x0, y0, x0, y0], float), "wrist"))
