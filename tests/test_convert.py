@@ -112,6 +112,16 @@ def test_openvino_models_are_compiled_once_per_shape_where_int8_must_be_static(c
     assert floats.shapes == 1
 
 
+def test_quantization_measures_at_most_max_calibration_pictures(converted, tmp_path: Path, monkeypatch):
+    import yaml
+
+    monkeypatch.setattr(convert, "MAX_CALIBRATION", 3)
+    out = convert.quantize_openvino(converted[1], [bus()] * 5, tmp_path / "x_ovint8_openvino_model")
+    meta = yaml.safe_load((out / "metadata.yaml").read_text())
+    assert meta["args"]["int8"] is True and "calibrated on 3 pictures" in meta["description"]
+    assert meta["args"]["dynamic"] is True and next(out.glob("*.xml")).with_suffix(".bin").is_file()
+
+
 def test_calibration_pictures_come_from_images_and_video_frames(tmp_path: Path):
     from ultralytics.utils import ASSETS
 

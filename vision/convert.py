@@ -172,6 +172,8 @@ def export_openvino(pt: str | Path, imgsz: int = 640) -> Path:
 INT8_SUFFIX = "_ovint8"
 #: Frames taken from each calibration video, evenly spread over it.
 FRAMES_PER_VIDEO = 16
+#: Most pictures one quantization measures (spread evenly over those given).
+MAX_CALIBRATION = 300
 IMAGE_TYPES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_TYPES = (".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg", ".ts")
 
@@ -252,13 +254,14 @@ def quantize_openvino(ov_dir: str | Path, images: Sequence[np.ndarray], out_dir:
         types=["Sigmoid"],
         validate=False,
     )
-    data = [_letterboxed(image) for image in images]
+    if len(images) > MAX_CALIBRATION:  # evenly spread: NNCF's own default subset is 300
+        images = [images[int(i)] for i in np.linspace(0, len(images) - 1, MAX_CALIBRATION)]
     quantized = nncf.quantize(
         model,
-        nncf.Dataset(data),
+        nncf.Dataset(images, _letterboxed),  # letterboxed one at a time: 5 MB each as network input
         preset=nncf.QuantizationPreset.MIXED,
         ignored_scope=ignored,
-        subset_size=len(data),
+        subset_size=len(images),
     )
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -271,7 +274,7 @@ def quantize_openvino(ov_dir: str | Path, images: Sequence[np.ndarray], out_dir:
         data_meta = yaml.safe_load(meta.read_text(encoding="utf-8")) or {}
         data_meta.setdefault("args", {})["int8"] = True
         what = data_meta.get("description", "YOLO")
-        data_meta["description"] = f"{what} (int8, NNCF, calibrated on {len(data)} pictures)"
+        data_meta["description"] = f"{what} (int8, NNCF, calibrated on {len(images)} pictures)"
         (out_dir / "metadata.yaml").write_text(yaml.safe_dump(data_meta, sort_keys=False), encoding="utf-8")
     return out_dir
 
