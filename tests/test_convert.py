@@ -138,6 +138,10 @@ def test_calibration_pictures_come_from_images_and_video_frames(tmp_path: Path):
     frames = sorted(int(im.mean()) for im in images[1:])  # bus.jpg first (sorted names), then the clip
     assert frames[0] < 10 and frames[-1] > 220  # from its first frame to its last
     assert len(set(frames)) == convert.FRAMES_PER_VIDEO
+    with pytest.MonkeyPatch.context() as patch:  # many recordings: thinned before anything is decoded
+        patch.setattr(convert, "MAX_CALIBRATION", 4)
+        thinned = convert.calibration_images([tmp_path])
+    assert len(thinned) == 4 and thinned[0].shape == images[0].shape  # bus.jpg, then 3 of the frames
     with pytest.raises(convert.ConversionError, match="no such calibration file"):
         convert.calibration_images([tmp_path / "missing"])
     empty = tmp_path / "empty"

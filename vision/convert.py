@@ -172,7 +172,7 @@ def export_openvino(pt: str | Path, imgsz: int = 640) -> Path:
 INT8_SUFFIX = "_ovint8"
 #: Frames taken from each calibration video, evenly spread over it.
 FRAMES_PER_VIDEO = 16
-#: Most pictures one quantization measures (spread evenly over those given).
+#: Most pictures one quantization measures (spread evenly over those found).
 MAX_CALIBRATION = 300
 IMAGE_TYPES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_TYPES = (".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg", ".ts")
@@ -199,18 +199,32 @@ def calibration_images(paths: Sequence[str | Path] = ()) -> list[np.ndarray]:
         from ultralytics.utils import ASSETS
 
         files = [ASSETS / "bus.jpg", ASSETS / "zidane.jpg"]
-    images: list[np.ndarray] = []
+    # What to read, planned first and thinned to MAX_CALIBRATION before any decoding: a folder of
+    # recordings would otherwise be held whole in memory.
+    plan: list[tuple[Path, int | None]] = []
     for f in files:
         if f.suffix.lower() in IMAGE_TYPES:
+            plan.append((f, None))
+            continue
+        cap = cv2.VideoCapture(str(f))
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        cap.release()
+        if count > 0:
+            plan += [(f, int(i)) for i in np.linspace(0, count - 1, FRAMES_PER_VIDEO).astype(int)]
+    if len(plan) > MAX_CALIBRATION:
+        plan = [plan[int(i)] for i in np.linspace(0, len(plan) - 1, MAX_CALIBRATION)]
+    images: list[np.ndarray] = []
+    for f in dict.fromkeys(f for f, _ in plan):  # each file opened once, in order
+        frames = [i for g, i in plan if g == f]
+        if frames == [None]:
             image = cv2.imread(str(f))
             if image is not None:
                 images.append(image)
             continue
         cap = cv2.VideoCapture(str(f))
         try:
-            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-            for i in np.linspace(0, max(count - 1, 0), FRAMES_PER_VIDEO).astype(int) if count > 0 else []:
-                cap.set(cv2.CAP_PROP_POS_FRAMES, int(i))
+            for i in frames:
+                cap.set(cv2.CAP_PROP_POS_FRAMES, i)
                 ok, image = cap.read()
                 if ok and image is not None:
                     images.append(image)

@@ -183,12 +183,12 @@ class OpenVINOShapes:
             "INFERENCE_NUM_THREADS": max(1, int(threads)),
             "INFERENCE_PRECISION_HINT": "f32",
         }
-        model = self.core.read_model(str(self.xml))
-        quantized = any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
-        self.per_shape = quantized and model.input().get_partial_shape().is_dynamic and _has_amx()
+        self.model = self.core.read_model(str(self.xml))  # read once; each shape compiles a clone
+        quantized = any(op.get_type_name() == "FakeQuantize" for op in self.model.get_ops())
+        self.per_shape = quantized and self.model.input().get_partial_shape().is_dynamic and _has_amx()
         self._compiled: dict[tuple[int, ...] | None, Any] = {}
         if not self.per_shape:
-            self._compiled[None] = self.core.compile_model(model, "CPU", self.config)
+            self._compiled[None] = self.core.compile_model(self.model, "CPU", self.config)
 
     @property
     def shapes(self) -> int:
@@ -199,7 +199,7 @@ class OpenVINOShapes:
         key = shape if self.per_shape else None
         found = self._compiled.pop(key, None)
         if found is None:
-            model = self.core.read_model(str(self.xml))
+            model = self.model.clone()
             model.reshape(list(shape))
             found = self.core.compile_model(model, "CPU", self.config)
             if len(self._compiled) >= self.keep:
@@ -248,11 +248,15 @@ class Detector:
             _torch_single_thread()
         if threads is None and is_openvino(self.weights):
             threads = 1  # as LiteRT gets on 2 cores; OpenVINO would take them all (see set_threads)
+        self._build()
         if threads is not None:
             self.set_threads(threads)
-        else:
-            # Ultralytics builds its predictor (and imports the rest of torch) on the first call: seconds
-            # on a slow core. Done here, at load, it delays neither a camera's first frame nor a benchmark.
+
+    def _build(self) -> None:
+        """Have Ultralytics build its predictor (and import the rest of torch): it does so on the first
+        call, seconds on a slow core. Done at load, it delays neither a camera's first frame nor a
+        benchmark, and `set_threads` finds the runtime it rebuilds."""
+        if getattr(self.model, "predictor", None) is None:
             self.detect(np.zeros((self.imgsz, self.imgsz, 3), np.uint8))
 
     def set_threads(self, threads: int) -> bool:
@@ -272,7 +276,7 @@ class Detector:
                 "detector threads apply to .tflite and OpenVINO weights only; %s left as it is", self.weights
             )
             return False
-        self.detect(np.zeros((self.imgsz, self.imgsz, 3), np.uint8))
+        self._build()
         backend = getattr(getattr(getattr(self.model, "predictor", None), "model", None), "backend", None)
         threads = max(1, int(threads))
         if openvino and backend is not None and hasattr(backend, "ov_compiled_model"):
