@@ -37,6 +37,8 @@ LEVER_TEXT = {
     "workers2": "two inference threads, each with its own detector and pose graph, sharing the cameras",
     "retry": "a track whose full pose estimate found no body is posed again after 0.6 s, not on the next "
     "frame (unless its box moves)",
+    "clock": "the pose schedule (tracking, reuse, retry) counts each camera's analysed frames at 5 fps "
+    "where the service falls behind, instead of seconds",
     "ov": "the same weights as an OpenVINO model of any input size (`vision.convert`): frames letterboxed "
     "to their own aspect (640x384 for 16:9) instead of the TFLite model's 640x640",
     "ov+wristsz320": "the OpenVINO model, and the wrist crops detected at 320 instead of 640",
@@ -157,13 +159,17 @@ def throughput_tables(doc: dict[str, Any]) -> list[str]:
 def accuracy_tables(acc: dict[str, Any]) -> list[str]:
     sums = acc["summaries"]
     only = ", ".join(f"`{o}`" for o in acc.get("only") or []) or "every labelled file"
+    reused = acc.get("plain_from")
+    plain_note = ""
+    if reused:
+        plain_note = f" Plain's figures are taken from an earlier run at {reused[1]} (`--plain-from`)."
     out = [
         "## Accuracy, each variant against plain (`service.evaluate`)",
         "",
         f"Labels `{acc['labels']}`, {only}, {acc['fps']:g} fps; run {acc['date']} at {acc.get('revision')}. "
         "Video kinds/clauses: event-level F1 of all kinds (clauses) together, x100; photos: share right, "
         "x100; in brackets the difference to plain in points. A lever may be on by default only if no "
-        "figure drops by more than 2 points.",
+        "figure drops by more than 2 points." + plain_note,
         "",
         "| variant | video kinds F1 | video clauses F1 | photo attributes | photo clauses "
         "| within 2 points | evaluate s |",

@@ -75,7 +75,7 @@ CHAIR_SITE = ROOT / "examples" / "chair_clip.yaml"
 #: Lever names usable after a `+` in a variant ("plain+motion", "fast+every3", "fast+threads2").
 LEVERS = (
     "motion", "reuse", "reusebox", "track", "wrist", "cropsK", "zones", "everyK", "threadsN", "workersN",
-    "pair", "slow", "ov", "ovq", "imgszN", "wristszN", "wristnative", "retry",
+    "pair", "slow", "ov", "ovq", "imgszN", "wristszN", "wristnative", "retry", "clock",
 )  # fmt: skip
 SINGLE_LEVERS = (
     "motion", "every2", "every3", "every3+slow", "reuse", "track", "wrist", "crops3", "zones", "threads2",
@@ -154,6 +154,7 @@ class Variant:
                     wrist_every=1,
                     wrist_imgsz=Defaults.imgsz,
                     pose_retry_s=0.0,
+                    frame_clock=False,
                 )
                 v.zones = False if v.zones is None else v.zones
             if lever == "motion":
@@ -182,6 +183,8 @@ class Variant:
                 v.workers = int(lever[7:]) if on else 1
             elif lever == "retry":  # a box without a body is posed again only after a while
                 v.overrides["pose_retry_s"] = Defaults.pose_retry_s if on else 0.0
+            elif lever == "clock":  # the pose schedule counts analysed frames when the service falls behind
+                v.overrides["frame_clock"] = on
             elif lever == "ov":  # the OpenVINO export of the same weights (any input size)
                 v.detector = "openvino" if on else "tflite"
             elif lever == "ovq":  # that OpenVINO model quantized to int8 (`vision.convert --int8`)

@@ -8,6 +8,7 @@ and the observations themselves: what is carried or reused must be what was foun
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from vision.pipeline import (
     options_for_camera,
     zone_pose_filter,
 )
+from vision.pose import Pose
 from vision.sources import Frame, open_source
 
 CHAIR = "A_effiscan_person_chair_sit_stand_leave_upright.mp4"
@@ -431,12 +433,16 @@ class _OneBox:
         return Boxes(np.array([[x, 60.0, x + 80.0, 300.0]]), np.array([0.9]), ["person"])
 
 
-def _retry_run(step: float, **options: object) -> tuple[_NoBody, PipelineOptions]:
+def _retry_run(
+    step: float, dt: float = 0.2, pose: object = None, **options: object
+) -> tuple[Any, PipelineOptions]:
+    """Ten frames `dt` apart (0.2: every frame of 5 fps; more: a service that falls behind), every
+    frame different so nothing is skipped for stillness."""
     rng = np.random.default_rng(0)
-    pose = _NoBody()
+    pose = _NoBody() if pose is None else pose
     p = Pipeline(_OneBox(step), pose, PipelineOptions(fps=5.0, **{**ALL_OFF, **options}))  # type: ignore[arg-type]
-    for i in range(10):  # 2 s at 5 fps, every frame different so nothing is skipped for stillness
-        p.process(Frame("cam", 0.2 * i, i, rng.integers(0, 255, (360, 640, 3), dtype=np.uint8)))
+    for i in range(10):
+        p.process(Frame("cam", dt * i, i, rng.integers(0, 255, (360, 640, 3), dtype=np.uint8)))
     return pose, p.options
 
 
@@ -448,6 +454,57 @@ def test_a_box_without_a_body_is_posed_again_only_after_pose_retry_s():
     assert plain.estimates == 10 and "pose_retry_wait" not in o.counts
     off, _ = _retry_run(0.0, pose_retry_s=0.0)
     assert off.estimates == 10
+
+
+class _Body:
+    """A pose model that always finds the same upright body in the box (full estimate or followed)."""
+
+    def __init__(self) -> None:
+        self.estimates = self.follows = 0
+        kp = np.tile([140.0, 180.0], (33, 1))
+        kp[[11, 12], 1], kp[[23, 24], 1] = 100.0, 180.0  # shoulders above hips
+        kp[[11, 23], 0], kp[[12, 24], 0] = 120.0, 160.0
+        aux = np.array([[140.0, 180.0], [140.0, 60.0]])  # alignment centre and scale point
+        self.pose = Pose(kp, np.zeros((33, 3)), np.ones(33), aux)
+
+    def estimate(self, image, box):  # noqa: ANN001, ANN202 - PoseEstimator's signature
+        self.estimates += 1
+        return self.pose
+
+    def follow(self, image, box, roi):  # noqa: ANN001, ANN202
+        self.follows += 1
+        return self.pose
+
+
+TRACK_ONLY = dict(pose_track=True, wrist_crops=False)
+
+
+def test_frame_clock_keeps_following_a_track_when_the_service_falls_behind():
+    """Analysed once in 1.2 s (a box behind its cameras), a track posed on the camera's previous
+    analysed frame is still followed: counted in seconds it was too old (pose_track_gap_s 1 s) and
+    every pose became a full estimate, the dearest kind."""
+    behind, _ = _retry_run(0.0, dt=1.2, pose=_Body(), **TRACK_ONLY)
+    assert (behind.estimates, behind.follows) == (1, 9)  # 9 frames = 1.8 s at 5 fps < the 2 s refresh
+    seconds, _ = _retry_run(0.0, dt=1.2, pose=_Body(), frame_clock=False, **TRACK_ONLY)
+    assert (seconds.estimates, seconds.follows) == (10, 0)
+    plain, _ = _retry_run(0.0, dt=1.2, pose=_Body(), plain=True, **TRACK_ONLY)
+    assert (plain.estimates, plain.follows) == (10, 0)
+    # At the analysis rate the frames and the seconds agree.
+    for clock in (True, False):
+        on_time, _ = _retry_run(0.0, dt=0.2, pose=_Body(), frame_clock=clock, **TRACK_ONLY)
+        assert (on_time.estimates, on_time.follows) == (1, 9)
+
+
+def test_frame_clock_refreshes_the_full_estimate_every_refresh_in_frames():
+    behind, _ = _retry_run(0.0, dt=1.2, pose=_Body(), pose_track_refresh_s=1.0, **TRACK_ONLY)
+    assert (behind.estimates, behind.follows) == (2, 8)  # frames 0 and 5: 1 s at 5 fps
+
+
+def test_frame_clock_waits_frames_before_asking_a_box_without_a_body_again():
+    behind, o = _retry_run(0.0, dt=1.2, pose_retry_s=0.6)
+    assert behind.estimates == 4 and o.counts["pose_retry_wait"] == 6  # frames 0, 3, 6, 9
+    seconds, o = _retry_run(0.0, dt=1.2, pose_retry_s=0.6, frame_clock=False)
+    assert seconds.estimates == 10 and "pose_retry_wait" not in o.counts
 
 
 def test_a_box_that_moves_is_posed_again_at_once():

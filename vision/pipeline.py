@@ -63,6 +63,11 @@ meet it in the latest run (docs/performance.md says where and why):
   than `pose_retry_shift` of its height. Each failed estimate costs two
   MediaPipe runs (both crops of `PoseEstimator.attempts`); in the open-plan
   office a third of the estimates failed, frame after frame.
+* `frame_clock` (on): the ages above (tracking's gap and refresh, reuse, retry) count this
+  camera's analysed frames at `fps` where that is less than the seconds passed. A service that
+  falls behind (each camera analysed once in a second or more) otherwise found every track too old
+  to follow or reuse, and each pose became a full estimate, the dearest kind, just when time was
+  shortest. At the analysis rate it changes nothing.
 * `pose_filter` (`serve` sets `zone_pose_filter` for a camera with zones):
   pose only for persons standing in a post, standby, staff-only or work zone.
 
@@ -154,6 +159,9 @@ class PipelineOptions:
     wrist_every: int = 3  # run a track's wrist crops on every k-th pose, carry their finds between
     pose_retry_s: float = 0.6  # after a full estimate found no body in a track's box, wait this long ...
     pose_retry_shift: float = 0.1  # ... unless the box moved or grew by more than this share of its height
+    # The ages above (reuse, track, refresh, retry) count this camera's analysed frames at `fps`
+    # where that is less than the seconds passed: a box that falls behind keeps the 5 fps schedule.
+    frame_clock: bool = True
     # Not a lever (plain has it too): a track's posture is voted over this window (vision.smooth);
     # 0 reads every frame on its own.
     posture_window_s: float = POSTURE_WINDOW_S
@@ -187,6 +195,10 @@ class PipelineOptions:
         step = max(32, int(self.wrist_step))
         own = -(-int(side) // step) * step
         return int(min(self.wrist_size, max(self.wrist_min_imgsz, own)))
+
+    @property
+    def clocked(self) -> bool:
+        return self.frame_clock and not self.plain
 
     @property
     def every(self) -> int:
@@ -230,6 +242,8 @@ class _PoseMemo:
     crop_wrists: np.ndarray | None  # (2, 2) wrist positions when the crops ran; NaN where unseen
     crop_age: int = 0  # poses since the crops ran
     full_t: float = 0.0  # when MediaPipe's full estimate (its person detector included) last ran
+    frame: int = 0  # the camera's analysed frame of `t` ...
+    full_frame: int = 0  # ... and of `full_t` (`Pipeline._age`)
 
 
 @dataclass
@@ -509,29 +523,29 @@ class Pipeline:
             and memo is not None
             and memo.pose is None
             and memo.full_t == memo.t
-            and t - memo.t < o.retry_s - 1e-6  # frame times are sums of floats
+            and self._age(t, memo.t, memo.frame) < o.retry_s - 1e-6  # frame times are sums of floats
             and np.abs(person.box - memo.box).max() <= o.pose_retry_shift * max(person.height_px, 1.0)
         ):
             o.count("pose_retry_wait")  # no body in this box a moment ago: do not ask again yet
             return None, []
         o.count("pose")
         with _Clock(o, "pose"):
-            pose, full_t = None, t
+            pose, full_t, full_frame = None, t, self._frame_no
             if (
                 o.tracking
                 and memo is not None
                 and memo.pose is not None
-                and t - memo.t <= o.pose_track_gap_s
-                and t - memo.full_t < o.pose_track_refresh_s
+                and self._age(t, memo.t, memo.frame) <= o.pose_track_gap_s
+                and self._age(t, memo.full_t, memo.full_frame) < o.pose_track_refresh_s
             ):
                 roi = roi_from_pose(memo.pose)
                 if roi is not None:
                     shift = _centre(person.box) - _centre(memo.box)
                     pose = self.pose.follow(image, person.box, roi.moved(float(shift[0]), float(shift[1])))
                     o.count("pose_tracked" if pose is not None else "pose_track_lost")
-                    full_t = memo.full_t
+                    full_t, full_frame = memo.full_t, memo.full_frame
             if pose is None:
-                pose, full_t = self.pose.estimate(image, person.box), t
+                pose, full_t, full_frame = self.pose.estimate(image, person.box), t, self._frame_no
         wrist: list[Detection] = []
         found, wrists, age = [], None, 0
         if pose is not None and o.wrist_crops:
@@ -548,9 +562,34 @@ class Pipeline:
                 found, wrists = wrist, now
         if self.tracker is not None and (o.reusing or o.crops_every > 1 or o.tracking or o.retry_s > 0):
             self._memo[person.track_id] = _PoseMemo(
-                t, person.box.copy(), small, pose, wrist, found, wrists, age, full_t
+                t,
+                person.box.copy(),
+                small,
+                pose,
+                wrist,
+                found,
+                wrists,
+                age,
+                full_t,
+                self._frame_no,
+                full_frame,
             )
         return pose, wrist
+
+    def _age(self, t: float, since_t: float, since_frame: int) -> float:
+        """Seconds since `since_t`, for the pose schedule; with `frame_clock`, at most this camera's
+        analysed frames since then at `fps`.
+
+        Why: the schedule was tuned (and is evaluated) at 5 analysed frames a second. A service that
+        falls behind analyses each camera less often, say once in 1.2 s; counted in seconds, every
+        track then looked too old to follow or reuse, and each pose became a full estimate, the
+        dearest kind, just when time was shortest. Counted in frames, the schedule stays the same.
+        The tracker's lost buffer counts frames for the same reason.
+        """
+        real = t - since_t
+        if not self.options.clocked:
+            return real
+        return min(real, (self._frame_no - since_frame) / max(self.options.fps, 1e-6))
 
     def _still_for(self, person: PersonObservation, t: float) -> float:
         """Seconds this track's box has stayed within `pose_reuse_shift` of where it came to rest.
@@ -569,7 +608,7 @@ class Pipeline:
     def _reusable(self, memo: _PoseMemo, box: np.ndarray, t: float, small: np.ndarray | None) -> bool:
         """A track's last pose still holds: recent, box barely moved, and its pixels did not change."""
         o = self.options
-        if t - memo.t > o.pose_reuse_max_s or small is None or memo.small is None:
+        if self._age(t, memo.t, memo.frame) > o.pose_reuse_max_s or small is None or memo.small is None:
             return False
         if memo.small.shape != small.shape:
             return False
@@ -617,7 +656,11 @@ class Pipeline:
 
     def _forget(self, t: float, seen: set[int]) -> None:
         """Drop the pose memory of tracks gone for longer than the tracker keeps them."""
-        stale = [k for k, m in self._memo.items() if k not in seen and t - m.t > self.options.lost_buffer_s]
+        stale = [
+            k
+            for k, m in self._memo.items()
+            if k not in seen and self._age(t, m.t, m.frame) > self.options.lost_buffer_s
+        ]
         for k in stale:
             del self._memo[k]
         for k in [k for k in self._still_since if k not in seen]:
