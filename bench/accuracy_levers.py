@@ -110,6 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=float, default=5.0)
     parser.add_argument("--weights", default=None)
     parser.add_argument("--json", default=None, help="write the summaries (and full reports) here")
+    parser.add_argument(
+        "--plain-from",
+        default=None,
+        metavar="JSON",
+        help="take plain's figures from an earlier run's --json instead of running it again (only "
+        "where plain's path and the models are unchanged since: it takes 5-8 minutes)",
+    )
     args = parser.parse_args(argv)
 
     specs = [s.strip() for s in args.mode.split(",") if s.strip()]
@@ -119,8 +126,19 @@ def main(argv: list[str] | None = None) -> int:
     models: dict[Any, list[Any]] = {}
     out: dict[str, Any] = {}
     full: dict[str, Any] = {}
+    earlier = None
+    if args.plain_from:
+        try:
+            earlier = json.loads(Path(args.plain_from).read_text())
+            earlier["summaries"]["plain"], earlier["reports"]["plain"]  # noqa: B018 - both must be there
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise SystemExit(f"--plain-from {args.plain_from}: no plain run in it ({e})") from None
     for v in variants:
         t0 = time.perf_counter()
+        if earlier is not None and v.name == "plain":
+            full[v.name], out[v.name] = earlier["reports"]["plain"], earlier["summaries"]["plain"]
+            print(f"plain: from {args.plain_from} ({earlier.get('revision')})", file=sys.stderr, flush=True)
+            continue
         report = evaluate(
             args.labels,
             args.media,
@@ -154,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             "labels": args.labels,
             "only": args.only or [],
             "fps": args.fps,
+            "plain_from": None if earlier is None else [args.plain_from, earlier.get("revision")],
             "summaries": out,
             "reports": full,
         }
