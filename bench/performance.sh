@@ -6,16 +6,21 @@
 # models/converted on first use.
 #   bench/performance.sh
 #   SECONDS_PER_RUN=30 bench/performance.sh
+#   PLAIN_FROM=out/accuracy_levers.json bench/performance.sh  # plain's accuracy from an earlier run
 # Written to a temporary file first, so a failed run leaves the committed page in place.
 set -eu
 cd "$(dirname "$0")/.."
 RUN="${SECONDS_PER_RUN:-15}"
+PLAIN=""
+[ -n "${PLAIN_FROM:-}" ] && PLAIN="--plain-from $PLAIN_FROM"
 mkdir -p out
 .venv/bin/python bench/throughput.py --streams 8 --seconds "$RUN" --warmup 12 \
-    --mode plain,fast,fast+ovq,fast+ovq+wristnative --repeat 2 --levers --json out/throughput.json
-.venv/bin/python bench/accuracy_levers.py \
-    --mode plain,fast,fast-every3,fast-track,fast-retry,plain+ov,plain+ovq,fast+ovq,fast+ovq+wristnative \
-    --json out/accuracy_levers.json
+    --mode plain,fast,fast-clock,fast+ovq,fast+ovq+wristnative --repeat 2 --levers --json out/throughput.json
+# shellcheck disable=SC2086  # $PLAIN is empty or two words
+.venv/bin/python bench/accuracy_levers.py $PLAIN \
+    --mode plain,fast,fast-clock,fast-every3,fast-track,fast-retry,plain+ov,plain+ovq,fast+ovq,fast+ovq+wristnative \
+    --json out/accuracy_levers.json.new
+mv out/accuracy_levers.json.new out/accuracy_levers.json
 .venv/bin/python bench/report.py out/throughput.json --accuracy out/accuracy_levers.json \
     --notes bench/performance_notes.md > docs/performance.md.tmp
 mv docs/performance.md.tmp docs/performance.md

@@ -31,6 +31,7 @@ LEVER_TEXT = {
     "(MediaPipe's tracking mode without its person detector), the full estimate every 2 s",
     "wrist": "wrist crops only for hands in front of the body (not hanging at the sides or behind the back)",
     "crops3": "a track's wrist crops on every 3rd pose, their finds carried with the hands between",
+    "crops5": "a track's wrist crops on every 5th pose, their finds carried with the hands between",
     "zones": "pose only for persons in post/standby/staff-only/work zones (the chair camera's post)",
     "threads2": "TFLite detector on 2 threads instead of Ultralytics' cpu_count-1 = 1",
     "pair": "two cameras' frames detected in one call of the fixed 640x640 model, each on its half",

@@ -78,7 +78,7 @@ LEVERS = (
     "pair", "slow", "ov", "ovq", "imgszN", "wristszN", "wristnative", "retry", "clock",
 )  # fmt: skip
 SINGLE_LEVERS = (
-    "motion", "every2", "every3", "every3+slow", "reuse", "track", "wrist", "crops3", "zones", "threads2",
+    "motion", "every2", "every3", "every3+slow", "reuse", "track", "wrist", "crops5", "zones", "threads2",
     "workers2", "pair", "retry", "ov", "ovq", "ovq+wristnative",
 )  # fmt: skip
 STAGE_ORDER = ("decode", "motion", "detect", "track", "pose", "wrist", "features", "rules")

@@ -37,7 +37,7 @@ meet it in the latest run (docs/performance.md says where and why):
   person's height of the full estimate's (tests/test_landmarks.py).
 * `wrist_gate` (on): a wrist crop only for a hand in front of the body, not for
   an arm hanging at the side or held behind the back.
-* `wrist_every=k` (3): a track's wrist crops run on every k-th pose; between,
+* `wrist_every=k` (5): a track's wrist crops run on every k-th pose; between,
   their finds move with the hands (a phone in hand stays for seconds).
 * `wrist_imgsz` (640, so off): the wrist crops' detector input, where the weights
   take any size (`Detector.any_size`: the OpenVINO model `vision.convert` makes,
@@ -156,7 +156,8 @@ class PipelineOptions:
     pose_track_gap_s: float = 1.0  # follow a track's landmarks only from a pose at most this old ...
     pose_track_refresh_s: float = 2.0  # ... and run the full MediaPipe estimate at least this often
     wrist_gate: bool = True
-    wrist_every: int = 3  # run a track's wrist crops on every k-th pose, carry their finds between
+    # Run a track's wrist crops on every k-th pose, carry their finds between (3 and 5 scored the same).
+    wrist_every: int = 5
     pose_retry_s: float = 0.6  # after a full estimate found no body in a track's box, wait this long ...
     pose_retry_shift: float = 0.1  # ... unless the box moved or grew by more than this share of its height
     # The ages above (reuse, track, refresh, retry) count this camera's analysed frames at `fps`
