@@ -38,7 +38,7 @@ LEVER_TEXT = {
     "workers2": "two inference threads, each with its own detector and pose graph, sharing the cameras",
     "retry": "a track whose full pose estimate found no body is posed again after 0.6 s, not on the next "
     "frame (unless its box moves)",
-    "clock": "the pose schedule (tracking, reuse, retry) counts each camera's analysed frames at 5 fps "
+    "clock": "the pose schedule (tracking, reuse, retry) counts each camera's analysed frames at its rate "
     "where the service falls behind, instead of seconds",
     "ov": "the same weights as an OpenVINO model of any input size (`vision.convert`): frames letterboxed "
     "to their own aspect (640x384 for 16:9) instead of the TFLite model's 640x640",

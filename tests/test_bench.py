@@ -1,0 +1,61 @@
+"""The benchmark scripts' own logic (no models, no timings): variant names, reused plain figures."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+if str(ROOT) not in sys.path:  # bench/ is scripts beside the packages, not installed
+    sys.path.insert(0, str(ROOT))
+
+from bench.accuracy_levers import main as accuracy_main  # noqa: E402
+from bench.report import accuracy_tables  # noqa: E402
+from bench.throughput import Variant  # noqa: E402
+
+
+def test_variant_names_switch_the_levers_they_name():
+    assert Variant.parse("fast-clock").overrides == {"frame_clock": False}
+    assert Variant.parse("fast+crops5").overrides == {"wrist_every": 5}
+    plain_clock = Variant.parse("plain+track")
+    # A lever on plain switches every default lever off first, the frame clock among them.
+    assert plain_clock.overrides["frame_clock"] is False and plain_clock.overrides["pose_track"] is True
+    with pytest.raises(ValueError, match="unknown lever"):
+        Variant.parse("fast+warp9")
+
+
+def test_plain_from_a_file_without_plain_is_one_line(tmp_path: Path):
+    bad = tmp_path / "acc.json"
+    bad.write_text(json.dumps({"summaries": {"fast": {}}, "reports": {}}))
+    with pytest.raises(SystemExit, match="no plain run in it"):
+        accuracy_main(["--mode", "fast", "--plain-from", str(bad)])
+    with pytest.raises(SystemExit, match="no plain run in it"):
+        accuracy_main(["--mode", "fast", "--plain-from", str(tmp_path / "missing.json")])
+
+
+def test_the_report_says_where_plain_came_from():
+    summary = {
+        "video_kinds_f1": 50.0,
+        "video_clauses_f1": None,
+        "photo_attributes": 90.0,
+        "photo_clauses": 80.0,
+        "delta_points": dict.fromkeys(
+            ("video_kinds_f1", "video_clauses_f1", "photo_attributes", "photo_clauses"), 0.0
+        ),
+        "within_2_points": True,
+        "kinds_tp_fp_fn": {},
+        "seconds": 1.0,
+    }
+    acc = {
+        "labels": "l.yaml",
+        "fps": 5.0,
+        "date": "2026-11-28",
+        "revision": "abc",
+        "summaries": {"plain": summary},
+    }
+    assert "earlier run" not in "\n".join(accuracy_tables(acc))
+    acc["plain_from"] = ["out/old.json", "0123abc"]
+    assert "earlier run at 0123abc" in "\n".join(accuracy_tables(acc))
