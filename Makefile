@@ -46,6 +46,6 @@ accuracy: setup
 	bash bench/accuracy.sh
 
 # Regenerates docs/performance.md: throughput of N live streams and the levers' accuracy
-# (about 25 minutes on 2 cores; run it on an idle machine).
+# (40-70 minutes on 2 cores; run it on an idle machine).
 performance: setup
 	bash bench/performance.sh

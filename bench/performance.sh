@@ -1,7 +1,7 @@
 #!/bin/sh
 # Regenerate docs/performance.md: the throughput benchmark (plain, fast and the OpenVINO variant at
 # 8 live streams, each lever alone on plain, two interleaved repeats), the accuracy of the lever
-# variants against plain, and the page made from both JSON files (about 35 minutes on 2 CPU cores;
+# variants against plain, and the page made from both JSON files (40-70 minutes on 2 CPU cores;
 # run it on an otherwise idle box). The `ov` variants convert models/yolov8n_int8.tflite into
 # models/converted on first use.
 #   bench/performance.sh
