@@ -29,6 +29,7 @@ import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -168,6 +169,8 @@ def export_openvino(pt: str | Path, imgsz: int = 640) -> Path:
     return Path(YOLO(str(pt), task="detect").export(format="openvino", imgsz=imgsz, dynamic=True))
 
 
+T = TypeVar("T")
+
 #: Suffix of the int8 OpenVINO model's folder (`quantize_openvino`), beside the TFLite name.
 INT8_SUFFIX = "_ovint8"
 #: Frames taken from each calibration video, evenly spread over it.
@@ -211,8 +214,7 @@ def calibration_images(paths: Sequence[str | Path] = ()) -> list[np.ndarray]:
         cap.release()
         if count > 0:
             plan += [(f, int(i)) for i in np.linspace(0, count - 1, FRAMES_PER_VIDEO).astype(int)]
-    if len(plan) > MAX_CALIBRATION:
-        plan = [plan[int(i)] for i in np.linspace(0, len(plan) - 1, MAX_CALIBRATION)]
+    plan = _spread(plan, MAX_CALIBRATION)
     images: list[np.ndarray] = []
     for f in dict.fromkeys(f for f, _ in plan):  # each file opened once, in order
         frames = [i for g, i in plan if g == f]
@@ -233,6 +235,13 @@ def calibration_images(paths: Sequence[str | Path] = ()) -> list[np.ndarray]:
     if not images:
         raise ConversionError(f"no readable picture to calibrate on in {', '.join(map(str, paths))}")
     return images
+
+
+def _spread(items: Sequence[T], most: int) -> list[T]:
+    """At most `most` of the items, evenly spread over them (first and last kept)."""
+    if len(items) <= most:
+        return list(items)
+    return [items[int(i)] for i in np.linspace(0, len(items) - 1, most)]
 
 
 def _letterboxed(image: np.ndarray, side: int = 640) -> np.ndarray:
@@ -268,8 +277,7 @@ def quantize_openvino(ov_dir: str | Path, images: Sequence[np.ndarray], out_dir:
         types=["Sigmoid"],
         validate=False,
     )
-    if len(images) > MAX_CALIBRATION:  # evenly spread: NNCF's own default subset is 300
-        images = [images[int(i)] for i in np.linspace(0, len(images) - 1, MAX_CALIBRATION)]
+    images = _spread(images, MAX_CALIBRATION)  # NNCF's own default subset is 300
     quantized = nncf.quantize(
         model,
         nncf.Dataset(images, _letterboxed),  # letterboxed one at a time: 5 MB each as network input

@@ -177,13 +177,13 @@ class OpenVINOShapes:
     def __init__(self, xml: Path, threads: int = 1, keep: int = 12) -> None:
         import openvino as ov
 
-        self.core, self.xml, self.keep = ov.Core(), Path(xml), keep
+        self.core, self.keep = ov.Core(), keep
         self.config = {
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": max(1, int(threads)),
             "INFERENCE_PRECISION_HINT": "f32",
         }
-        self.model = self.core.read_model(str(self.xml))  # read once; each shape compiles a clone
+        self.model = self.core.read_model(str(xml))  # read once; each shape compiles a clone
         quantized = any(op.get_type_name() == "FakeQuantize" for op in self.model.get_ops())
         self.per_shape = quantized and self.model.input().get_partial_shape().is_dynamic and _has_amx()
         self._compiled: dict[tuple[int, ...] | None, Any] = {}
