@@ -268,6 +268,24 @@ def test_wrist_crops_every_kth_pose_carry_their_finds():
 
 @pytest.mark.media
 @pytest.mark.model
+def test_frame_clock_follows_the_chair_clip_man_analysed_once_in_1_2_s():
+    """The chair clip as a service behind its cameras sees it: one frame in six of 5 fps (1.2 s
+    apart). With the frame clock his pose is followed from frame to frame; counted in seconds,
+    every pose is a full MediaPipe estimate."""
+    clip = frames(CHAIR)[10:40:6]
+    runs = {}
+    for clock in (True, False):
+        p = pipeline(**{**ALL_OFF, "pose_track": True, "frame_clock": clock})
+        for f in clip:
+            p.process(f)
+        runs[clock] = p.options.counts
+    assert runs[True]["pose"] == runs[False]["pose"] == len(clip)
+    assert runs[True].get("pose_tracked", 0) >= len(clip) - 2  # the first estimate, and a loss at most
+    assert "pose_tracked" not in runs[False] and "pose_track_lost" not in runs[False]
+
+
+@pytest.mark.media
+@pytest.mark.model
 def test_still_images_run_every_stage_whatever_the_levers():
     frame = frames(OFFICE)[0]
     shared = make_pipeline(track=False)
