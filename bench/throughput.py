@@ -392,6 +392,7 @@ def _figures(
         "fps": round(frames / wall, 2),
         "rtf": round(frames / wall / FPS / streams, 3),
         "rtf_min_camera": round(min(per_cam.values()) / FPS, 3) if per_cam else None,
+        "fps_per_camera": {c: round(v, 2) for c, v in per_cam.items()},
         "dropped": b["dropped"] - a["dropped"],
         "cpu_share": round((b["cpu"] - a["cpu"]) / wall / (os.cpu_count() or 1), 3),
         "cpu_ms_per_frame": round((b["cpu"] - a["cpu"]) * 1000.0 / per_frame, 1),
