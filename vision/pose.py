@@ -9,7 +9,7 @@ one wider retry is made when the first pass misses.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -87,14 +87,7 @@ class PoseEstimator:
         max_side: int = 512,
         attempts: tuple[tuple[float, float | None], ...] = ((0.15, 0.08), (0.3, None)),
     ) -> None:
-        import mediapipe as mp
-
-        self._pose = mp.solutions.pose.Pose(
-            static_image_mode=True,
-            model_complexity=1,  # the "full" model the 0.10.21 wheel carries
-            enable_segmentation=False,
-            min_detection_confidence=min_confidence,
-        )
+        self._pose = _pose_graph(min_confidence)
         self.max_side = max_side
         self.attempts = attempts
         self.min_tracking = 0.5  # MediaPipe's min_tracking_confidence: below it, detect afresh
@@ -119,7 +112,8 @@ class PoseEstimator:
 
     def estimate(self, image: np.ndarray, box: np.ndarray) -> Pose | None:
         """Landmarks of the person in `box`, or None when BlazePose finds no body
-        that belongs to this box (a neighbour's body in the margin is rejected)."""
+        that belongs to this box (a neighbour's body in the margin is rejected). The pose's
+        `aux` holds the alignment points of the square MediaPipe would track it in next."""
         for pad, margin in self.attempts:
             x0, y0, side = padded_square(box, pad, image.shape[:2])
             keep = None if margin is None else grow(box, margin)
@@ -134,8 +128,53 @@ class PoseEstimator:
             vis = np.array([p.visibility for p in lm], dtype=float)
             world = np.array([[p.x, p.y, p.z] for p in result.pose_world_landmarks.landmark], dtype=float)
             if _belongs_to_box(kp, vis, box):
-                return Pose(kp, world, vis)
+                return Pose(kp, world, vis, _alignment_points(result.pose_rect_from_landmarks, x0, y0, side))
         return None
+
+
+def _pose_graph(min_confidence: float) -> Any:
+    """MediaPipe's pose graph as `mp.solutions.pose.Pose(static_image_mode=True)` builds it, also
+    handing out the square it would track the body in on the next frame (`pose_rect_from_landmarks`).
+
+    Why: a followed pose (`PoseEstimator.follow`) starts from that square. Without it, the square
+    was guessed from the hips and the farthest landmark, which for a worker seated behind a desk
+    (hips hidden, placed low) often framed the body so that the followed landmarks left the box,
+    and a full estimate followed: in the open-plan office twice as many follows failed as from
+    MediaPipe's own square (tests/test_landmarks.py).
+    """
+    from mediapipe.python.solution_base import SolutionBase
+
+    return SolutionBase(
+        binary_graph_path="mediapipe/modules/pose_landmark/pose_landmark_cpu.binarypb",
+        side_inputs={
+            "model_complexity": 1,  # the "full" model the 0.10.21 wheel carries
+            "smooth_landmarks": False,
+            "enable_segmentation": False,
+            "smooth_segmentation": False,
+            "use_prev_landmarks": False,  # static images: the person detector runs every time
+        },
+        calculator_params={
+            "posedetectioncpu__TensorsToDetectionsCalculator.min_score_thresh": min_confidence,
+            # min_tracking_confidence, as mp.solutions.pose.Pose sets it (unused on still images)
+            "poselandmarkbyroicpu__tensorstoposelandmarksandsegmentation__"
+            "ThresholdingCalculator.threshold": 0.5,
+        },
+        outputs=["pose_landmarks", "pose_world_landmarks", "pose_rect_from_landmarks"],
+    )
+
+
+def _alignment_points(rect: Any, x0: int, y0: int, side: int) -> np.ndarray | None:
+    """BlazePose's alignment centre and scale point (image px) behind MediaPipe's tracking square
+    (a `NormalizedRect` on the crop at (x0, y0) of `side` px): what `vision.landmarks.roi_from_points`
+    turns back into that square."""
+    from vision.landmarks import ROI_SCALE
+
+    if rect is None or not rect.width > 0:
+        return None
+    cx, cy = x0 + rect.x_center * side, y0 + rect.y_center * side
+    radius = rect.width * side / (2 * ROI_SCALE)
+    a = float(rect.rotation)
+    return np.array([[cx, cy], [cx + radius * np.sin(a), cy - radius * np.cos(a)]])
 
 
 def _beyond(box: np.ndarray, image: np.ndarray) -> np.ndarray:
