@@ -554,3 +554,54 @@ def test_pose_retry_in_the_open_plan_office_skips_only_tracks_whose_estimate_jus
     counts = retry.options.counts
     assert counts["pose"] + counts["pose_retry_wait"] == without.options.counts["pose"]
     assert skipped <= retry.options.counts["pose_retry_wait"]
+
+
+class _Office:
+    """Two people at rest and a third, half hidden, whom the detector finds at 0.38: over the
+    pipeline's person threshold (0.35), under ByteTrack's new-track threshold (0.4). From call
+    `newcomer_at` on, a fourth person at 0.9 walks in."""
+
+    any_size = True
+
+    def __init__(self, newcomer_at: int | None = None) -> None:
+        self.calls, self.newcomer_at = 0, newcomer_at
+
+    def detect(self, image, imgsz=None, conf=None):  # noqa: ANN001, ANN202 - Detector's signature
+        from vision.detect import Boxes
+
+        boxes = [[20, 40, 100, 300], [200, 40, 280, 300], [400, 120, 450, 260]]
+        scores = [0.9, 0.85, 0.38]
+        if self.newcomer_at is not None and self.calls >= self.newcomer_at:
+            boxes.append([520, 40, 600, 300])
+            scores.append(0.9)
+        self.calls += 1
+        return Boxes(np.array(boxes, float), np.array(scores), ["person"] * len(boxes))
+
+
+SLOW_EVERY3 = dict(detect_every=3, every_when_slow=True, wrist_crops=False)  # no crops: calls are frames
+
+
+def _office_run(detector: _Office) -> list[bool]:
+    """Twelve frames 0.2 s apart; which of them ran the detector (every 3rd while all are slow)."""
+    rng = np.random.default_rng(1)
+    options = PipelineOptions(fps=5.0, **{**ALL_OFF, **SLOW_EVERY3})  # type: ignore[arg-type]
+    p = Pipeline(detector, _Body(), options)  # type: ignore[arg-type]
+    ran = []
+    for i in range(12):
+        before = detector.calls
+        p.process(Frame("cam", 0.2 * i, i, rng.integers(0, 255, (360, 640, 3), dtype=np.uint8)))
+        ran.append(detector.calls > before)
+    return ran
+
+
+def test_a_faint_box_that_never_becomes_a_track_does_not_hold_detection_on_every_frame():
+    """The crowded office was detected on 54 of its 62 frames: a half-hidden worker at a confidence
+    under the new-track threshold looked like a newcomer on every detection. Only tracks the next
+    detection must confirm hold the detector now."""
+    ran = _office_run(_Office())
+    # f0 and f1 detected (a speed needs two detections), then every third frame.
+    assert ran == [True, True, False, False, True, False, False, True, False, False, True, False]
+    # A real newcomer on the 3rd call (frame 4): frame 5 is detected to confirm him, then the
+    # schedule resumes (his speed needs two detections: frame 5 and frame 6).
+    ran = _office_run(_Office(newcomer_at=2))
+    assert ran[4:8] == [True, True, True, False]

@@ -64,3 +64,24 @@ def test_the_lost_buffer_counts_coasted_frames() -> None:
         back = [t.track_id for t in tracker.update(persons(WALK[2][1], 0.6), SHAPE)]
         back += [t.track_id for t in tracker.update(persons(WALK[2][1], 0.6), SHAPE)]
         assert (back[-1] == first[-1]) is same, (gap, first, back)
+
+
+def test_pending_counts_new_tracks_until_a_second_detection_confirms_them() -> None:
+    """`pending` is what every-k-th detection must not skip: a track begun on this detection that
+    ByteTrack drops unless the next one finds it again. A box under the new-track threshold
+    starts nothing, so it is never pending however often it is detected."""
+    tracker = PersonTracker(5.0)
+    first = Boxes(np.array([[10, 10, 60, 150]], float), np.array([0.9]), ["person"])
+    assert len(tracker.update(first, SHAPE)) == 1 and tracker.pending == 0  # frame 1: confirmed at once
+    two = Boxes(
+        np.array([[10, 10, 60, 150], [200, 20, 250, 160]], float), np.array([0.9, 0.8]), ["person"] * 2
+    )
+    assert len(tracker.update(two, SHAPE)) == 1 and tracker.pending == 1  # the newcomer waits
+    assert len(tracker.update(two, SHAPE)) == 2 and tracker.pending == 0  # seen again: a track
+    faint = Boxes(
+        np.array([[10, 10, 60, 150], [200, 20, 250, 160], [300, 30, 340, 140]], float),
+        np.array([0.9, 0.8, 0.38]),
+        ["person"] * 3,
+    )
+    for _ in range(3):
+        assert len(tracker.update(faint, SHAPE)) == 2 and tracker.pending == 0

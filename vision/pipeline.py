@@ -498,7 +498,11 @@ class Pipeline:
             else:  # a still image: number persons left to right
                 order = np.argsort(persons.xyxy[:, 0]) if len(persons) else []
                 tracks = [(i + 1, persons.xyxy[j], float(persons.confidence[j])) for i, j in enumerate(order)]
-        self._newcomers = found_people > len(tracks)
+        # Newcomers: tracks begun on this detection that the next one must confirm. Counting every
+        # person box over the tracks' number instead kept a crowded office detected on every frame:
+        # a half-hidden worker at a confidence under ByteTrack's new-track threshold never becomes a
+        # track, yet looked new on every detection.
+        self._newcomers = self.tracker.pending > 0 if self.tracker is not None else found_people > len(tracks)
         return tracks, found
 
     # -- pose and hands ----------------------------------------------------------------------------

@@ -73,6 +73,14 @@ class PersonTracker:
         out = self._tracker.update(UBoxes(data, shape))
         return [Track(int(row[4]), np.asarray(row[:4], float), float(row[5])) for row in out]
 
+    @property
+    def pending(self) -> int:
+        """New tracks started by the last update and not yet confirmed: ByteTrack keeps one only if
+        the next update detects it again, so a frame skipped now would drop it. A detection under
+        `new_track_thresh` that matched nothing starts no track and is not counted: it will never
+        become one, however often the detector runs."""
+        return sum(1 for t in self._tracker.tracked_stracks if not t.is_activated)
+
     def coast(self) -> list[Track]:
         """A frame without detections: step every confirmed and lost track's Kalman filter once
         (as `update` does before it matches) and age the lost ones. Returns the confirmed
