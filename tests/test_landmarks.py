@@ -7,6 +7,7 @@ estimates, so it must put the landmarks where MediaPipe's own graph puts them, o
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -166,3 +167,102 @@ def test_follows_start_from_mediapipes_square_and_fewer_of_them_fail_in_the_offi
         lost[name] = options.counts.get("pose_track_lost", 0)
         assert options.counts.get("pose_tracked", 0) > 100, (name, dict(options.counts))
     assert lost["mediapipe"] < 0.7 * lost["guessed"], lost  # 30 against 62 here
+
+
+def test_the_landmark_model_without_its_mask_gives_the_same_outputs():
+    """`without_segmentation` cuts off only the person-mask head: on a real person's square the
+    landmarks, pose flag, heatmaps and world landmarks are exactly those of the whole model, in
+    the same output slots (the mask's slot holds the flag again, for MediaPipe's graph)."""
+    from ai_edge_litert.interpreter import Interpreter
+    from ultralytics.utils import ASSETS
+
+    from vision.landmarks import model_path, without_segmentation
+
+    image = cv2.imread(str(ASSETS / "bus.jpg"))
+    square = cv2.resize(image[380:930, 0:550], (INPUT, INPUT))
+    x = cv2.cvtColor(square, cv2.COLOR_BGR2RGB).astype(np.float32)[None] / 255.0
+    outputs = []
+    for model in (dict(model_path=str(model_path())), dict(model_content=without_segmentation(model_path()))):
+        it = Interpreter(**model, num_threads=1)
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], x)
+        it.invoke()
+        outputs.append([(d["name"], it.get_tensor(d["index"]).copy()) for d in it.get_output_details()])
+    whole, lean = outputs
+    assert [n for n, _ in whole] == ["Identity", "Identity_1", "Identity_2", "Identity_3", "Identity_4"]
+    assert [n for n, _ in lean] == ["Identity", "Identity_1", "Identity_1", "Identity_3", "Identity_4"]
+    for slot in (0, 1, 3, 4):
+        np.testing.assert_array_equal(lean[slot][1], whole[slot][1], err_msg=whole[slot][0])
+    np.testing.assert_array_equal(lean[2][1], whole[1][1])
+    assert float(whole[1][1].reshape(-1)[0]) > 0.5  # a body is there: the outputs mean something
+
+
+@pytest.mark.media
+@pytest.mark.model
+def test_full_estimates_on_the_lean_model_are_mediapipes_own():
+    """The pose graph on the lean resource folder gives exactly the landmarks of
+    `mp.solutions.pose.Pose(static_image_mode=True)` on the whole model, person by person."""
+    import mediapipe as mp
+
+    from vision.pose import PoseEstimator, crop_square, padded_square
+
+    if not MEDIA.exists():
+        pytest.skip(NO_MEDIA)
+    ours = PoseEstimator()
+    reference = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1)
+    compared = 0
+    for name in PHOTOS[:5]:
+        image = cv2.imread(str(MEDIA / name))
+        for box in make_pipeline(track=False).detector.detect(image).of("person").xyxy[:2]:
+            x0, y0, side = padded_square(box, 0.3, image.shape[:2])
+            crop = cv2.cvtColor(crop_square(image, x0, y0, side), cv2.COLOR_BGR2RGB)
+            a, b = ours._pose.process(crop), reference.process(crop)
+            assert (a.pose_landmarks is None) == (b.pose_landmarks is None), name
+            if a.pose_landmarks is None:
+                continue
+            got = np.array([[p.x, p.y, p.z, p.visibility] for p in a.pose_landmarks.landmark])
+            want = np.array([[p.x, p.y, p.z, p.visibility] for p in b.pose_landmarks.landmark])
+            np.testing.assert_array_equal(got, want, err_msg=name)
+            compared += 1
+    ours.close()
+    reference.close()
+    assert compared >= 4
+
+
+def test_without_a_writable_cache_the_whole_model_is_used(tmp_path, monkeypatch, caplog):
+    from vision.landmarks import LandmarkModel, lean_resources
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("POSTWATCH_CACHE", str(blocked))
+    with caplog.at_level("WARNING"):
+        assert lean_resources() is None
+    assert "using the whole model" in caplog.text
+    model = LandmarkModel()  # still runs, on the wheel's model
+    pose, flag = model.run(np.full((300, 300, 3), 114, np.uint8), Roi(150.0, 150.0, 280.0))
+    assert pose.keypoints.shape == (33, 2) and 0.0 <= flag <= 1.0
+
+
+def test_the_lean_folder_is_written_once_and_reused(tmp_path, monkeypatch):
+    from vision.landmarks import LEAN_MODEL, lean_resources
+
+    monkeypatch.setenv("POSTWATCH_CACHE", str(tmp_path))
+    root = lean_resources()
+    assert root is not None and (root / LEAN_MODEL).is_file()
+    written = (root / LEAN_MODEL).stat().st_mtime_ns
+    assert lean_resources() == root and (root / LEAN_MODEL).stat().st_mtime_ns == written
+    assert not list(root.rglob("*.part"))
+
+
+def test_a_model_without_a_mask_output_is_refused_with_a_reason():
+    from vision.landmarks import without_segmentation
+
+    pose_detector = Path(mediapipe_dir()) / "modules" / "pose_detection" / "pose_detection.tflite"
+    with pytest.raises(ValueError, match="not BlazePose's landmark model"):
+        without_segmentation(str(pose_detector))
+
+
+def mediapipe_dir() -> str:
+    import mediapipe
+
+    return str(Path(mediapipe.__file__).parent)

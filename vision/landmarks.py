@@ -17,7 +17,10 @@ distance to point 34, scaled by 1.25, rotated so 33->34 points up).
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,12 +29,19 @@ import numpy as np
 
 from vision.pose import L_HIP, L_SHOULDER, R_HIP, R_SHOULDER, Pose
 
+log = logging.getLogger(__name__)
+
 INPUT = 256  # px: the landmark model's square input
 N_OUT = 39  # 33 body landmarks and 6 auxiliary ones (33, 34: alignment centre and scale point)
 ALIGN_CENTRE, ALIGN_SCALE = 33, 34
 ROI_SCALE = 1.25  # MediaPipe's RectTransformation of the alignment square
 HEATMAP_KERNEL = 7  # RefineLandmarksFromHeatmap: window around each landmark, in heatmap cells
 HEATMAP_MIN = 0.5  # ... refined only where the heatmap is this confident
+SEGMENTATION_OUTPUT = "Identity_2"  # the person mask the landmark model also outputs (unused)
+FLAG_OUTPUT = "Identity_1"  # the pose flag: what fills the mask's output slot in the lean model
+# Paths of MediaPipe's resources, relative to its resource folder (the wheel's, or `lean_resources`).
+LEAN_MODEL = "mediapipe/modules/pose_landmark/pose_landmark_full.tflite"
+DETECTOR_MODEL = "mediapipe/modules/pose_detection/pose_detection.tflite"
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,74 @@ def model_path() -> Path:
     return Path(mediapipe.__file__).parent / "modules" / "pose_landmark" / "pose_landmark_full.tflite"
 
 
+def without_segmentation(path: str | Path) -> bytes:
+    """The landmark model at `path` with its segmentation head cut off, as a TFLite flatbuffer.
+
+    Why: the network also decodes a 128x128 person mask (output `Identity_2`) that postwatch never
+    uses, and TFLite runs every operator of a graph whatever outputs are read. The 46 operators
+    that feed only that mask are about 40 % of a run (about 5.7 against 9.1 ms here). The mask's
+    output slot is refilled with the pose flag tensor, so MediaPipe's graph, which splits the
+    outputs by position and drops the mask when segmentation is off, reads the rest unchanged;
+    every other output is bit for bit the whole model's (tests/test_landmarks.py).
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(Path(path).read_bytes(), 0)
+    graph = model.subgraphs[0]
+    names = {i: t.name.decode() if t.name else "" for i, t in enumerate(graph.tensors)}
+    by_name = {names[i]: i for i in graph.outputs}
+    if SEGMENTATION_OUTPUT not in by_name or FLAG_OUTPUT not in by_name:
+        raise ValueError(f"{path}: no {SEGMENTATION_OUTPUT} output; not BlazePose's landmark model")
+    outputs = [by_name[FLAG_OUTPUT] if names[i] == SEGMENTATION_OUTPUT else i for i in graph.outputs]
+    needed, kept = set(outputs), []
+    for op in reversed(graph.operators):  # TFLite keeps operators in execution order
+        if any(o in needed for o in op.outputs):
+            kept.append(op)
+            needed.update(i for i in op.inputs if i >= 0)
+    graph.operators, graph.outputs = kept[::-1], outputs
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+_LEAN_LOCK = threading.Lock()
+
+
+def lean_resources() -> Path | None:
+    """A MediaPipe resource folder whose pose landmark model has no segmentation head, or None
+    where it cannot be written (the whole model is then used, only slower).
+
+    `vision.pose` starts MediaPipe's graph on this folder and `LandmarkModel` loads its model, so
+    full estimates and followed poses both skip the mask (about a third of a full estimate, two
+    fifths of a follow). Written once per mediapipe version under `POSTWATCH_CACHE` (default
+    ~/.cache/postwatch), from the wheel's own files, in about a second.
+    """
+    import mediapipe
+
+    wheel = Path(mediapipe.__file__).parent / "modules"
+    cache = Path(os.environ.get("POSTWATCH_CACHE") or Path.home() / ".cache" / "postwatch")
+    root = cache / f"mediapipe-{getattr(mediapipe, '__version__', 'unknown')}"
+    lean = root / LEAN_MODEL
+    with _LEAN_LOCK:
+        if lean.is_file():
+            return root
+        try:
+            for relative, content in (  # the lean model last: where it is, the folder is whole
+                (DETECTOR_MODEL, lambda: (wheel / "pose_detection" / "pose_detection.tflite").read_bytes()),
+                (LEAN_MODEL, lambda: without_segmentation(model_path())),
+            ):
+                target = root / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                part = target.with_suffix(f".{os.getpid()}.part")
+                part.write_bytes(content())
+                os.replace(part, target)  # whole or not at all, whoever writes it at the same time
+        except (OSError, ValueError) as e:
+            log.warning("pose model without its mask not written to %s (%s); using the whole model", root, e)
+            return None
+    return root
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, np.float64)))  # no overflow for large logits
 
@@ -103,11 +181,15 @@ class LandmarkModel:
     def __init__(self, path: str | Path | None = None, threads: int = 1) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self._it = Interpreter(str(path or model_path()), num_threads=threads)
+        if path is None:
+            lean = lean_resources()
+            path = lean / LEAN_MODEL if lean is not None else model_path()
+        self._it = Interpreter(str(path), num_threads=threads)
         self._it.allocate_tensors()
         self._input = self._it.get_input_details()[0]["index"]
         outputs = {d["name"]: d["index"] for d in self._it.get_output_details()}
-        # Identity: 39x5 landmarks, _1: pose flag, _2: segmentation, _3: 64x64x39 heatmap, _4: world
+        # Identity: 39x5 landmarks, _1: pose flag, _3: 64x64x39 heatmap, _4: world (_2, the
+        # segmentation mask, is cut off: `without_segmentation`)
         self._lm, self._flag = outputs["Identity"], outputs["Identity_1"]
         self._heat, self._world = outputs["Identity_3"], outputs["Identity_4"]
 

@@ -8,6 +8,7 @@ one wider retry is made when the first pass misses.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -133,34 +134,52 @@ class PoseEstimator:
 
 
 def _pose_graph(min_confidence: float) -> Any:
-    """MediaPipe's pose graph as `mp.solutions.pose.Pose(static_image_mode=True)` builds it, also
-    handing out the square it would track the body in on the next frame (`pose_rect_from_landmarks`).
+    """MediaPipe's pose graph as `mp.solutions.pose.Pose(static_image_mode=True)` builds it, with two
+    differences that leave its landmarks as they were:
 
-    Why: a followed pose (`PoseEstimator.follow`) starts from that square. Without it, the square
-    was guessed from the hips and the farthest landmark, which for a worker seated behind a desk
-    (hips hidden, placed low) often framed the body so that the followed landmarks left the box,
-    and a full estimate followed: in the open-plan office twice as many follows failed as from
-    MediaPipe's own square (tests/test_landmarks.py).
+    * it also hands out the square it would track the body in on the next frame
+      (`pose_rect_from_landmarks`), where a followed pose (`PoseEstimator.follow`) then starts.
+      Before, that square was guessed from the hips and the farthest landmark, which for a worker
+      seated behind a desk (hips hidden, placed low) often framed the body so that the followed
+      landmarks left the box, and a full estimate followed: in the open-plan office twice as many
+      follows failed as from MediaPipe's own square (tests/test_landmarks.py);
+    * it loads the landmark model without its segmentation head (`vision.landmarks.lean_resources`),
+      about a third of a full estimate. SolutionBase points MediaPipe's (global) resource folder at
+      the wheel just before it starts the graph, which loads the models; here it is pointed at the
+      lean folder instead, under a lock.
     """
-    from mediapipe.python.solution_base import SolutionBase
+    from mediapipe.python import solution_base
 
-    return SolutionBase(
-        binary_graph_path="mediapipe/modules/pose_landmark/pose_landmark_cpu.binarypb",
-        side_inputs={
-            "model_complexity": 1,  # the "full" model the 0.10.21 wheel carries
-            "smooth_landmarks": False,
-            "enable_segmentation": False,
-            "smooth_segmentation": False,
-            "use_prev_landmarks": False,  # static images: the person detector runs every time
-        },
-        calculator_params={
-            "posedetectioncpu__TensorsToDetectionsCalculator.min_score_thresh": min_confidence,
-            # min_tracking_confidence, as mp.solutions.pose.Pose sets it (unused on still images)
-            "poselandmarkbyroicpu__tensorstoposelandmarksandsegmentation__"
-            "ThresholdingCalculator.threshold": 0.5,
-        },
-        outputs=["pose_landmarks", "pose_world_landmarks", "pose_rect_from_landmarks"],
-    )
+    from vision.landmarks import lean_resources
+
+    lean = lean_resources()
+    with _GRAPH_LOCK:
+        original = solution_base.resource_util.set_resource_dir
+        if lean is not None:
+            solution_base.resource_util.set_resource_dir = lambda _wheel: original(str(lean))
+        try:
+            return solution_base.SolutionBase(
+                binary_graph_path="mediapipe/modules/pose_landmark/pose_landmark_cpu.binarypb",
+                side_inputs={
+                    "model_complexity": 1,  # the "full" model the 0.10.21 wheel carries
+                    "smooth_landmarks": False,
+                    "enable_segmentation": False,
+                    "smooth_segmentation": False,
+                    "use_prev_landmarks": False,  # static images: the person detector runs every time
+                },
+                calculator_params={
+                    "posedetectioncpu__TensorsToDetectionsCalculator.min_score_thresh": min_confidence,
+                    # min_tracking_confidence, as mp.solutions.pose.Pose sets it (unused on still images)
+                    "poselandmarkbyroicpu__tensorstoposelandmarksandsegmentation__"
+                    "ThresholdingCalculator.threshold": 0.5,
+                },
+                outputs=["pose_landmarks", "pose_world_landmarks", "pose_rect_from_landmarks"],
+            )
+        finally:
+            solution_base.resource_util.set_resource_dir = original
+
+
+_GRAPH_LOCK = threading.Lock()
 
 
 def _alignment_points(rect: Any, x0: int, y0: int, side: int) -> np.ndarray | None:
