@@ -76,7 +76,8 @@ def roi_from_points(centre: np.ndarray, scale_point: np.ndarray) -> Roi:
 
 def roi_from_pose(pose: Pose) -> Roi | None:
     """A square for the next frame: from the pose's alignment points where it has them (followed
-    poses, and full estimates, which keep MediaPipe's own tracking square), else guessed:
+    poses, and full estimates, which keep the square MediaPipe's landmark model ran on), else
+    guessed:
 
     Centre at the hips' midpoint; up along hips -> shoulders; radius the farthest visible landmark
     from the centre (the circle the detector's scale point lies on, which encloses the body),

@@ -114,7 +114,7 @@ class PoseEstimator:
     def estimate(self, image: np.ndarray, box: np.ndarray) -> Pose | None:
         """Landmarks of the person in `box`, or None when BlazePose finds no body
         that belongs to this box (a neighbour's body in the margin is rejected). The pose's
-        `aux` holds the alignment points of the square MediaPipe would track it in next."""
+        `aux` holds the alignment points of the square MediaPipe's landmark model ran on."""
         for pad, margin in self.attempts:
             x0, y0, side = padded_square(box, pad, image.shape[:2])
             keep = None if margin is None else grow(box, margin)
@@ -129,7 +129,7 @@ class PoseEstimator:
             vis = np.array([p.visibility for p in lm], dtype=float)
             world = np.array([[p.x, p.y, p.z] for p in result.pose_world_landmarks.landmark], dtype=float)
             if _belongs_to_box(kp, vis, box):
-                return Pose(kp, world, vis, _alignment_points(result.pose_rect_from_landmarks, x0, y0, side))
+                return Pose(kp, world, vis, _alignment_points(result.pose_rect_from_detection, x0, y0, side))
         return None
 
 
@@ -137,12 +137,15 @@ def _pose_graph(min_confidence: float) -> Any:
     """MediaPipe's pose graph as `mp.solutions.pose.Pose(static_image_mode=True)` builds it, with two
     differences that leave its landmarks as they were:
 
-    * it also hands out the square it would track the body in on the next frame
-      (`pose_rect_from_landmarks`), where a followed pose (`PoseEstimator.follow`) then starts.
-      Before, that square was guessed from the hips and the farthest landmark, which for a worker
-      seated behind a desk (hips hidden, placed low) often framed the body so that the followed
-      landmarks left the box, and a full estimate followed: in the open-plan office twice as many
-      follows failed as from MediaPipe's own square (tests/test_landmarks.py);
+    * it also hands out the square its landmark model ran on for this crop, from its own person
+      detector (`pose_rect_from_detection`), where a followed pose (`PoseEstimator.follow`) then
+      starts on the next frame. Before, that square was guessed from the hips and the farthest
+      landmark, which for a worker seated behind a desk (hips hidden, placed low) often framed the
+      body so that the followed landmarks left the box, and a full estimate followed: in the
+      open-plan office more than twice as many follows failed (tests/test_landmarks.py). Not
+      `pose_rect_from_landmarks`, the square MediaPipe would track in: the graph smooths the
+      alignment points behind it over time even on still images, so it drifted toward whoever the
+      graph had estimated before;
     * it loads the landmark model without its segmentation head (`vision.landmarks.lean_resources`),
       about a third of a full estimate. SolutionBase points MediaPipe's (global) resource folder at
       the wheel just before it starts the graph, which loads the models; here it is pointed at the
@@ -173,7 +176,7 @@ def _pose_graph(min_confidence: float) -> Any:
                     "poselandmarkbyroicpu__tensorstoposelandmarksandsegmentation__"
                     "ThresholdingCalculator.threshold": 0.5,
                 },
-                outputs=["pose_landmarks", "pose_world_landmarks", "pose_rect_from_landmarks"],
+                outputs=["pose_landmarks", "pose_world_landmarks", "pose_rect_from_detection"],
             )
         finally:
             solution_base.resource_util.set_resource_dir = original
@@ -183,8 +186,8 @@ _GRAPH_LOCK = threading.Lock()
 
 
 def _alignment_points(rect: Any, x0: int, y0: int, side: int) -> np.ndarray | None:
-    """BlazePose's alignment centre and scale point (image px) behind MediaPipe's tracking square
-    (a `NormalizedRect` on the crop at (x0, y0) of `side` px): what `vision.landmarks.roi_from_points`
+    """The alignment centre and scale point (image px) behind one of MediaPipe's squares (a
+    `NormalizedRect` on the crop at (x0, y0) of `side` px): what `vision.landmarks.roi_from_points`
     turns back into that square."""
     from vision.landmarks import ROI_SCALE
 
