@@ -8,7 +8,8 @@ square from the previous frame's landmarks (the model outputs two extra "alignme
 and 34, for exactly that). Its graphs keep that state per graph, though, and a graph costs about
 110 MB and a model reload to reset: one per tracked person does not fit a box watching eight
 cameras. So this module runs the same landmark model (`pose_landmark_full.tflite` from the
-mediapipe wheel) through LiteRT on a square the caller keeps per track, as MediaPipe's
+mediapipe wheel, without its unused segmentation head: `lean_resources`, which MediaPipe's own
+graph in `vision.pose` loads too) through LiteRT on a square the caller keeps per track, as MediaPipe's
 `pose_landmark_by_roi` subgraph does: crop and rotate the square to 256 px, run, decode the 39
 landmarks with sigmoid visibility, refine x/y from the heatmaps, project back; and
 `roi_from_landmarks` is MediaPipe's `pose_landmarks_to_roi` (centre at point 33, side twice the
