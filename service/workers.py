@@ -349,6 +349,7 @@ class CameraWorker:
         self.connected = False
         self.error: str | None = None
         self.frames = 0
+        self.served_at = 0.0  # monotonic time an inference thread last took one of its frames
         self.dropped = 0
         self.inference_ms: float | None = None
         self.last_t: float | None = None
@@ -525,6 +526,11 @@ class CameraWorker:
     def claim(self) -> bool:
         """Take this camera for one inference thread; False while another one holds it."""
         return self._lock.acquire(blocking=False)
+
+    def served(self) -> None:
+        """Note that an inference thread has just taken a frame of this camera (`WorkerPool` serves
+        the camera served longest ago first)."""
+        self.served_at = time.monotonic()
 
     def unclaim(self) -> None:
         self._lock.release()
@@ -852,24 +858,29 @@ class WorkerPool:
         self.workers[a.camera].approval_event(a, cancelled=event.kind == APPROVAL_CANCELLED)
 
     def _inference(self) -> None:
-        """Round-robin over the cameras' queues: one frame per camera per pass.
+        """Passes over the cameras' queues, one frame per camera per pass, the camera served
+        longest ago first.
 
         With several inference threads (`WorkerOptions.inference_threads`) each runs this loop
         with its own models; a camera busy on another thread is passed over, so a camera's frames
-        are still analysed one at a time and in order.
+        are still analysed one at a time and in order. Why longest ago first, not the cameras'
+        fixed order: behind its cameras, a pass that always starts at the first camera lets a
+        camera whose frames take long (eleven people to pose) wait on every other camera after
+        each of its frames, and it fell to 3.5 analysed frames a second while the rest kept 5.
         """
         batch = 2 if self.options.detect_pairs else 1
         while not self._stop.is_set():
             self._wake.clear()
             busy = False
             taken: list[tuple[CameraWorker, Any]] = []
-            for worker in list(self.workers.values()):
+            for worker in self.pass_order():
                 if not worker.claim():
                     continue
                 item = worker.queue.get_nowait()
                 if item is None:
                     worker.unclaim()
                     continue
+                worker.served()
                 busy = True
                 taken.append((worker, item))
                 if len(taken) == batch:
@@ -879,6 +890,11 @@ class WorkerPool:
                 self._analyse(taken)
             if not busy:
                 self._wake.wait(0.2)
+
+    def pass_order(self) -> list[CameraWorker]:
+        """The cameras in the order an inference pass visits them: served longest ago first, the
+        site's order among equals (cameras not served yet)."""
+        return sorted(self.workers.values(), key=lambda w: w.served_at)
 
     def _analyse(self, taken: list[tuple[CameraWorker, Any]]) -> None:
         """Analyse claimed cameras' frames, detecting those that need it in one call; unclaim them."""

@@ -689,3 +689,28 @@ def test_paired_detection_detects_two_cameras_in_one_call_and_hands_each_its_box
     # Paired where both cameras had a frame waiting; a frame never waits for a partner.
     assert 0 < sum(analysers.given) == 2 * len(analysers.calls) <= len(analysers.given)
     assert sorted(a.camera for a in alerts) == ["a", "b"]
+
+
+@pytest.mark.media
+def test_an_inference_pass_serves_the_camera_served_longest_ago_first(tmp_path: Path) -> None:
+    """Behind its cameras, a pass that always began at the site's first camera let a camera whose
+    frames take long (the eleven-person office) wait on every other camera after each of its frames:
+    it was analysed 3.5 times a second while the rest kept 5. The pass now begins with the camera
+    served longest ago; cameras not served yet keep the site's order."""
+    chair = str(media_path(CHAIR))
+    site_path = write_site(tmp_path, "order", {"a": chair, "b": chair, "c": chair})
+    service = build_service(
+        site_path, db=f"sqlite:///{tmp_path / 'site.db'}", out_dir=tmp_path / "media", realtime=True,
+        analysers=ReplayAnalysers(),
+    )  # fmt: skip
+    pool = service.pool
+    try:
+        assert [w.camera.id for w in pool.pass_order()] == ["a", "b", "c"]
+        for camera in ("a", "c", "b"):  # served in this order, b most recently
+            pool.workers[camera].served()
+            time.sleep(0.01)
+        assert [w.camera.id for w in pool.pass_order()] == ["a", "c", "b"]
+        pool.workers["a"].served()
+        assert [w.camera.id for w in pool.pass_order()] == ["c", "b", "a"]
+    finally:
+        service.stop()  # never started: closes what building it opened
