@@ -8,11 +8,13 @@ Threads, and why:
   queue is full, so analysis never falls behind the camera; files read "as fast as
   inference allows" (`realtime=False`) block instead, so no frame is skipped (tests,
   replays).
-* One **inference thread** serves every camera round-robin, one frame per camera per
-  pass: the detector and the pose graph are loaded once and are not thread-safe, and on
-  a shop's CPU box two threads would not analyse more frames than one. Each camera keeps
-  its own `Pipeline` (tracker state), `CameraRules` and recorders. The inference thread
-  never blocks on a camera: it takes what is queued and otherwise waits for any frame.
+* **Inference threads** (`WorkerOptions.inference_threads`: 2 on a machine with two or
+  more cores) serve every camera, one frame per camera per pass, the camera served longest
+  ago first (`WorkerPool.pass_order`). Each thread loads its own detector and pose graph
+  (neither is thread-safe), and a camera is claimed by one thread at a time, so its frames
+  are analysed in order. Each camera keeps its own `Pipeline` (tracker state),
+  `CameraRules` and recorders. An inference thread never blocks on a camera: it takes what
+  is queued and otherwise waits for any frame.
 * One **monitor thread** writes each camera's status (connected, analysed fps, last frame,
   last error) through the store and the metrics every second, and marks a camera whose
   frames stopped coming (`stale_after_s`) as disconnected even while its read hangs.
