@@ -8,8 +8,8 @@ Threads, and why:
   queue is full, so analysis never falls behind the camera; files read "as fast as
   inference allows" (`realtime=False`) block instead, so no frame is skipped (tests,
   replays).
-* **Inference threads** (`WorkerOptions.inference_threads`: 2 on a machine with two or
-  more cores) serve every camera, one frame per camera per pass, the camera served longest
+* **Inference threads** (`WorkerOptions.inference_threads`, 1; `serve` runs one per core
+  up to two) serve every camera, one frame per camera per pass, the camera served longest
   ago first (`WorkerPool.pass_order`). Each thread loads its own detector and pose graph
   (neither is thread-safe), and a camera is claimed by one thread at a time, so its frames
   are analysed in order. Each camera keeps its own `Pipeline` (tracker state),
