@@ -59,3 +59,21 @@ def test_the_report_says_where_plain_came_from():
     assert "earlier run" not in "\n".join(accuracy_tables(acc))
     acc["plain_from"] = ["out/old.json", "0123abc"]
     assert "earlier run at 0123abc" in "\n".join(accuracy_tables(acc))
+
+
+def test_figures_give_each_cameras_rate_and_the_slowest_cameras_share():
+    """Between two snapshots: frames a second in all, per camera (the camera that holds the
+    total under the target shows by name), and the slowest camera's share of the analysis rate."""
+    from bench.throughput import _figures
+
+    def snapshot(wall: float, frames: dict[str, int]) -> dict:
+        return {
+            "wall": wall, "cpu": wall, "frames": sum(frames.values()), "dropped": 0, "per_camera": frames,
+            "stages_ms": {}, "counts": {}, "rules_ms": 0.0, "decode_ms": 0.0, "decoded": 0,
+        }  # fmt: skip
+
+    a = snapshot(100.0, {"cam0": 10, "cam1": 10})
+    b = snapshot(110.0, {"cam0": 60, "cam1": 45})
+    r = _figures(Variant.parse("fast"), 2, a, b, [], 1024 * 1024, 1.0)
+    assert r["fps"] == 8.5 and r["fps_per_camera"] == {"cam0": 5.0, "cam1": 3.5}
+    assert r["rtf_min_camera"] == 0.7
