@@ -268,6 +268,19 @@ def test_without_a_writable_cache_the_whole_model_is_used(tmp_path, monkeypatch,
     assert pose.keypoints.shape == (33, 2) and 0.0 <= flag <= 1.0
 
 
+def test_without_a_home_folder_the_whole_model_is_used(monkeypatch, caplog):
+    from vision.landmarks import lean_resources
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("POSTWATCH_CACHE", raising=False)
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    with caplog.at_level("WARNING"):
+        assert lean_resources() is None
+    assert "set POSTWATCH_CACHE" in caplog.text
+
+
 def test_the_lean_folder_is_written_once_and_reused(tmp_path, monkeypatch):
     from vision.landmarks import LEAN_MODEL, lean_resources
 

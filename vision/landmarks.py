@@ -151,7 +151,14 @@ def lean_resources() -> Path | None:
     import mediapipe
 
     wheel = Path(mediapipe.__file__).parent / "modules"
-    cache = Path(os.environ.get("POSTWATCH_CACHE") or Path.home() / ".cache" / "postwatch")
+    try:
+        cache = Path(os.environ.get("POSTWATCH_CACHE") or Path.home() / ".cache" / "postwatch")
+    except RuntimeError as e:  # no home folder (a service account without one): say so, go on
+        log.warning(
+            "no folder for the pose model without its mask (%s; set POSTWATCH_CACHE); using the whole model",
+            e,
+        )
+        return None
     root = cache / f"mediapipe-{getattr(mediapipe, '__version__', 'unknown')}"
     lean = root / LEAN_MODEL
     with _LEAN_LOCK:
