@@ -282,25 +282,18 @@ def test_without_a_home_folder_the_whole_model_is_used(monkeypatch, caplog):
 
 
 def test_the_lean_folder_is_written_once_and_reused(tmp_path, monkeypatch):
-    from vision.landmarks import LEAN_MODEL, lean_resources
+    from vision.landmarks import LANDMARK_MODEL, lean_resources
 
     monkeypatch.setenv("POSTWATCH_CACHE", str(tmp_path))
     root = lean_resources()
-    assert root is not None and (root / LEAN_MODEL).is_file()
-    written = (root / LEAN_MODEL).stat().st_mtime_ns
-    assert lean_resources() == root and (root / LEAN_MODEL).stat().st_mtime_ns == written
+    assert root is not None and (root / LANDMARK_MODEL).is_file()
+    written = (root / LANDMARK_MODEL).stat().st_mtime_ns
+    assert lean_resources() == root and (root / LANDMARK_MODEL).stat().st_mtime_ns == written
     assert not list(root.rglob("*.part"))
 
 
 def test_a_model_without_a_mask_output_is_refused_with_a_reason():
-    from vision.landmarks import without_segmentation
+    from vision.landmarks import DETECTOR_MODEL, wheel_resources, without_segmentation
 
-    pose_detector = Path(mediapipe_dir()) / "modules" / "pose_detection" / "pose_detection.tflite"
     with pytest.raises(ValueError, match="not BlazePose's landmark model"):
-        without_segmentation(str(pose_detector))
-
-
-def mediapipe_dir() -> str:
-    import mediapipe
-
-    return str(Path(mediapipe.__file__).parent)
+        without_segmentation(str(wheel_resources() / DETECTOR_MODEL))

@@ -41,7 +41,7 @@ HEATMAP_MIN = 0.5  # ... refined only where the heatmap is this confident
 SEGMENTATION_OUTPUT = "Identity_2"  # the person mask the landmark model also outputs (unused)
 FLAG_OUTPUT = "Identity_1"  # the pose flag: what fills the mask's output slot in the lean model
 # Paths of MediaPipe's resources, relative to its resource folder (the wheel's, or `lean_resources`).
-LEAN_MODEL = "mediapipe/modules/pose_landmark/pose_landmark_full.tflite"
+LANDMARK_MODEL = "mediapipe/modules/pose_landmark/pose_landmark_full.tflite"
 DETECTOR_MODEL = "mediapipe/modules/pose_detection/pose_detection.tflite"
 
 
@@ -99,10 +99,15 @@ def roi_from_pose(pose: Pose) -> Roi | None:
     return roi_from_points(hips, hips + up / norm * radius)
 
 
-def model_path() -> Path:
+def wheel_resources() -> Path:
+    """The mediapipe wheel's resource folder: the one MediaPipe itself reads its models from."""
     import mediapipe
 
-    return Path(mediapipe.__file__).parent / "modules" / "pose_landmark" / "pose_landmark_full.tflite"
+    return Path(mediapipe.__file__).parent.parent
+
+
+def model_path() -> Path:
+    return wheel_resources() / LANDMARK_MODEL
 
 
 def without_segmentation(path: str | Path) -> bytes:
@@ -150,7 +155,6 @@ def lean_resources() -> Path | None:
     """
     import mediapipe
 
-    wheel = Path(mediapipe.__file__).parent / "modules"
     try:
         cache = Path(os.environ.get("POSTWATCH_CACHE") or Path.home() / ".cache" / "postwatch")
     except RuntimeError as e:  # no home folder (a service account without one): say so, go on
@@ -160,14 +164,14 @@ def lean_resources() -> Path | None:
         )
         return None
     root = cache / f"mediapipe-{getattr(mediapipe, '__version__', 'unknown')}"
-    lean = root / LEAN_MODEL
+    lean = root / LANDMARK_MODEL
     with _LEAN_LOCK:
         if lean.is_file():
             return root
         try:
             for relative, content in (  # the lean model last: where it is, the folder is whole
-                (DETECTOR_MODEL, lambda: (wheel / "pose_detection" / "pose_detection.tflite").read_bytes()),
-                (LEAN_MODEL, lambda: without_segmentation(model_path())),
+                (DETECTOR_MODEL, lambda: (wheel_resources() / DETECTOR_MODEL).read_bytes()),
+                (LANDMARK_MODEL, lambda: without_segmentation(model_path())),
             ):
                 target = root / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -192,7 +196,7 @@ class LandmarkModel:
 
         if path is None:
             lean = lean_resources()
-            path = lean / LEAN_MODEL if lean is not None else model_path()
+            path = lean / LANDMARK_MODEL if lean is not None else model_path()
         self._it = Interpreter(str(path), num_threads=threads)
         self._it.allocate_tensors()
         self._input = self._it.get_input_details()[0]["index"]
