@@ -113,11 +113,10 @@ class Variant:
         tflite = project_weights("tflite") if found is None and openvino else None
         floating = project_weights("openvino") if tflite and self.detector == "openvino-int8" else None
         if floating:  # only the int8 model is missing: quantize the float export, not all again
-            from vision.convert import INT8_SUFFIX, calibration_images, quantize_openvino
+            from vision.convert import calibration_images, int8_folder, quantize_openvino
 
             print(f"quantizing {floating} to int8 (once)", file=sys.stderr, flush=True)
-            stem = Path(tflite).stem  # type: ignore[arg-type]
-            target = Path(floating).parent / f"{stem}{INT8_SUFFIX}_openvino_model"
+            target = int8_folder(tflite, Path(floating).parent)  # type: ignore[arg-type]
             quantize_openvino(floating, calibration_images(()), target)
             found = project_weights(self.detector)
         elif tflite:

@@ -301,6 +301,11 @@ def quantize_openvino(ov_dir: str | Path, images: Sequence[np.ndarray], out_dir:
     return out_dir
 
 
+def int8_folder(tflite: str | Path, out_dir: str | Path) -> Path:
+    """Where `convert(..., int8=True)` puts the int8 OpenVINO model made from `tflite`."""
+    return Path(out_dir) / f"{Path(tflite).stem}{INT8_SUFFIX}_openvino_model"
+
+
 def convert(
     tflite: str | Path,
     out_dir: str | Path,
@@ -324,8 +329,7 @@ def convert(
     if openvino or int8:
         made.append(export_openvino(pt))
     if int8:
-        folder = out_dir / f"{tflite.stem}{INT8_SUFFIX}_openvino_model"
-        made.append(quantize_openvino(made[-1], images, folder))
+        made.append(quantize_openvino(made[-1], images, int8_folder(tflite, out_dir)))
     return made
 
 
