@@ -251,8 +251,6 @@ def mqtt_available() -> bool:
 # -- fixtures ----------------------------------------------------------------------------------
 
 
-
-
 def site(name: str) -> Site:
     return Site.model_validate(
         {

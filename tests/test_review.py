@@ -320,8 +320,9 @@ def test_review_page_lists_streams_plays_and_reviews_alerts(browser: Any, tmp_pa
             _shown(d, '#report-list button[data-kind="report"]').click()
             _wait(
                 d,
-                lambda d: _shown(d, '#report-list button[data-kind="report"]').get_attribute("data-state")
-                == "done",
+                lambda d: (
+                    _shown(d, '#report-list button[data-kind="report"]').get_attribute("data-state") == "done"
+                ),
                 10,
                 "the report's download",
             )
