@@ -179,6 +179,7 @@ class ModelAnalysers:
         *,
         mode: str = "fast",
         detector_threads: int | None = None,
+        tflite_any_size: bool | None = None,
         options: Callable[[Camera], PipelineOptions] | None = None,
     ) -> None:
         from vision.pipeline import MODES
@@ -187,6 +188,7 @@ class ModelAnalysers:
             raise ValueError(f"unknown pipeline mode {mode!r}; use one of {', '.join(MODES)}")
         self.weights = weights
         self.detector_threads = detector_threads
+        self.tflite_any_size = any_size_for(mode) if tflite_any_size is None else tflite_any_size
         self.detector, self.pose = self._load()
         self._spare: list[tuple[Detector, PoseEstimator]] = [(self.detector, self.pose)]
         self._local = threading.local()
@@ -199,7 +201,8 @@ class ModelAnalysers:
         from vision.detect import Detector
         from vision.pose import PoseEstimator
 
-        return Detector(self.weights, threads=self.detector_threads), PoseEstimator()
+        detector = Detector(self.weights, threads=self.detector_threads, tflite_any_size=self.tflite_any_size)
+        return detector, PoseEstimator()
 
     @property
     def sets(self) -> int:
@@ -224,6 +227,12 @@ class ModelAnalysers:
 
         options = self.options(camera) if self.options is not None else options_for_camera(camera, self.mode)
         return CameraAnalyser(self, Pipeline(self.detector, self.pose, options, camera=camera.id))
+
+
+def any_size_for(mode: str) -> bool:
+    """Whether a pipeline mode runs a fixed-size TFLite detector at each picture's own aspect
+    (`vision.litert`): not `plain`, the baseline measured with the export's own 640 square."""
+    return mode != "plain"
 
 
 class CameraAnalyser:

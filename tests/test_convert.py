@@ -45,7 +45,7 @@ def test_the_converted_weights_score_like_the_tflite_model(converted: list[Path]
 
 def test_the_openvino_model_finds_the_same_people_as_the_tflite_model_at_smaller_inputs(converted):
     image = bus()
-    tflite = Detector(str(shared_model())).detect(image)
+    tflite = Detector(str(shared_model()), tflite_any_size=False).detect(image)  # the export as it is
     detector = Detector(str(converted[1]))
     assert detector.any_size and detector.threads == 1
     assert len(people(tflite)) == 4  # three standing people and one cut off by the frame's edge
@@ -151,7 +151,7 @@ def test_calibration_pictures_come_from_images_and_video_frames(tmp_path: Path):
 
 
 def test_a_fixed_size_model_runs_at_its_own_size_whatever_is_asked():
-    detector = Detector(str(shared_model()))
+    detector = Detector(str(shared_model()), tflite_any_size=False)  # not resized by vision.litert
     assert not detector.any_size
     assert detector.model.predictor is not None  # built at load, not on a camera's first frame
     crop = bus()[400:720, 0:320]

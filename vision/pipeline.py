@@ -485,7 +485,11 @@ class Pipeline:
             boxes = given
         else:
             with _Clock(o, "detect"):
-                boxes = self.detector.detect(image, imgsz=o.imgsz, conf=self.detect_conf)
+                # A still image is read in the square (it is not throughput-bound, and a person cut
+                # off by its edge is read more surely there: Detector.detect), a video frame at its
+                # own aspect where the detector takes any size.
+                still = self.tracker is None
+                boxes = self.detector.detect(image, o.imgsz, self.detect_conf, square=still)
         persons = _keep(boxes.of("person"), o.person_conf)
         found_people = len(persons)
         objects = _keep(boxes.of(*HAND_OBJECTS, "tie"), o.object_conf)
