@@ -49,12 +49,15 @@ def factory(variant: Variant, weights: str | None, loaded: dict[Any, list[Any]])
                 boxes = self.detect_many([frame.image, frame.image])[0]
             return super().process(frame, boxes)
 
+    from service.workers import any_size_for
+
     chosen = variant.weights(weights)
+    any_size = any_size_for(variant.mode) if variant.rect is None else variant.rect
 
     def make(fps: float, track: bool) -> Pipeline:
-        models = loaded.setdefault(chosen, [])
+        models = loaded.setdefault((chosen, any_size), [])
         if not models:
-            models.extend([Detector(chosen), PoseEstimator()])
+            models.extend([Detector(chosen, tflite_any_size=any_size), PoseEstimator()])
         options = PipelineOptions.for_mode(variant.mode, fps=fps, **variant.overrides)
         kind = Paired if variant.pairs and track else Pipeline
         return kind(models[0], models[1], options, camera="evaluate", track=track)

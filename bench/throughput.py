@@ -75,11 +75,11 @@ CHAIR_SITE = ROOT / "examples" / "chair_clip.yaml"
 #: Lever names usable after a `+` in a variant ("plain+motion", "fast+every3", "fast+threads2").
 LEVERS = (
     "motion", "reuse", "reusebox", "track", "wrist", "cropsK", "zones", "everyK", "threadsN", "workersN",
-    "pair", "slow", "ov", "ovq", "imgszN", "wristszN", "wristnative", "retry", "clock",
+    "pair", "slow", "ov", "ovq", "imgszN", "wristszN", "wristnative", "retry", "clock", "rect",
 )  # fmt: skip
 SINGLE_LEVERS = (
     "motion", "every2", "every3", "every3+slow", "reuse", "track", "wrist", "crops5", "zones", "threads2",
-    "workers2", "pair", "retry", "ov", "ovq", "ovq+wristnative",
+    "workers2", "pair", "retry", "rect", "ov", "ovq", "ovq+wristnative",
 )  # fmt: skip
 STAGE_ORDER = ("decode", "motion", "detect", "track", "pose", "wrist", "features", "rules")
 
@@ -97,6 +97,8 @@ class Variant:
     zones: bool | None = None  # None: as the mode has it (fast: on)
     threads: int | None = None
     pairs: bool = False  # two cameras' frames detected in one call
+    # The TFLite export at each picture's own aspect (`vision.litert`); None: as the mode has it.
+    rect: bool | None = None
     workers: int = 1  # inference threads, each with its own models (`fast`: serve's default)
     # Detector weights by format (`vision.detect.project_weights`); None: as `serve` finds them.
     # `plain` keeps the int8 TFLite model at its fixed 640, the detector it was first measured with.
@@ -165,6 +167,7 @@ class Variant:
                     frame_clock=False,
                 )
                 v.zones = False if v.zones is None else v.zones
+                v.rect = False if v.rect is None else v.rect  # the detector's own square, as plain's
             if lever == "motion":
                 v.overrides["motion_gate"] = on
             elif lever == "reuse":
@@ -187,6 +190,8 @@ class Variant:
                 v.overrides["every_when_slow"] = on
             elif lever == "pair":
                 v.pairs = on
+            elif lever == "rect":  # the TFLite export at each frame's own aspect (vision.litert)
+                v.rect = on
             elif re.fullmatch(r"workers\d+", lever):
                 v.workers = int(lever[7:]) if on else 1
             elif lever == "retry":  # a box without a body is posed again only after a while
@@ -333,6 +338,7 @@ def measure(variant: Variant, streams: int, seconds: float, warmup: float, weigh
             variant.weights(weights),
             mode=variant.mode,
             detector_threads=variant.threads,
+            tflite_any_size=variant.rect,
             options=variant.options_factory(stages_ms, counts),
         )
         load_s = time.perf_counter() - t_load
