@@ -79,7 +79,7 @@ LEVERS = (
 )  # fmt: skip
 SINGLE_LEVERS = (
     "motion", "every2", "every3", "every3+slow", "reuse", "track", "wrist", "crops5", "zones", "threads2",
-    "workers2", "pair", "retry", "rect", "ov", "ovq", "ovq+wristnative",
+    "workers2", "pair", "retry", "rect", "rect+wristnative", "ov", "ovq", "ovq+wristnative",
 )  # fmt: skip
 STAGE_ORDER = ("decode", "motion", "detect", "track", "pose", "wrist", "features", "rules")
 
@@ -163,6 +163,7 @@ class Variant:
                     every_when_slow=False,
                     wrist_every=1,
                     wrist_imgsz=Defaults.imgsz,
+                    wrist_native=False,
                     pose_retry_s=0.0,
                     frame_clock=False,
                 )

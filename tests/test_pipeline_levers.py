@@ -48,6 +48,7 @@ ALL_OFF = dict(
     wrist_gate=False,
     wrist_every=1,
     wrist_imgsz=640,
+    wrist_native=False,
     pose_retry_s=0.0,
 )
 
@@ -411,11 +412,43 @@ def test_wrist_crops_run_at_wrist_imgsz_and_plain_at_the_frame_size():
     assert seen["fast"].count(640) == len(clip) and seen["fast"].count(320) == len(seen["fast"]) - len(clip)
 
 
+@pytest.mark.media
+@pytest.mark.model
+def test_a_still_image_keeps_the_square_and_full_size_crops_a_video_frame_does_not():
+    """Video frames at their own aspect with crops at their own size (`wrist_native`, on); a still
+    image (a photo, `track=False`) in the detector's square with its crops at `wrist_imgsz`: the
+    labelled photos' borderline phones were measured so, and a photo is not throughput-bound."""
+    shared = make_pipeline()
+    calls: list[tuple[int | None, bool]] = []
+
+    class Recording:
+        def __init__(self) -> None:
+            self.any_size = shared.detector.any_size
+
+        def detect(self, image, imgsz=None, conf=None, square=False):  # noqa: ANN001, ANN202 - Detector's signature
+            calls.append((imgsz, square))
+            return shared.detector.detect(image, imgsz, conf, square=square)
+
+    frame = frames(CHAIR)[6]
+    seen = {}
+    for track in (True, False):
+        calls.clear()
+        Pipeline(Recording(), shared.pose, PipelineOptions(fps=5.0), track=track).process(frame)  # type: ignore[arg-type]
+        seen[track] = list(calls)
+    video, still = seen[True], seen[False]
+    assert len(video) >= 2 and len(still) == len(video)  # the frame and at least one crop
+    assert video[0] == (640, False) and still[0] == (640, True)
+    assert all(size == 320 and not square for size, square in video[1:])  # small crops of a 480x848 clip
+    assert all(size == 640 for size, _ in still[1:])
+
+
 def test_wrist_native_runs_a_crop_at_its_own_size_between_the_bounds():
     native = PipelineOptions(fps=5.0, wrist_native=True)
     sides = (48, 140, 320, 321, 480, 500, 900)
     assert [native.wrist_input(s) for s in sides] == [320, 320, 320, 480, 480, 640, 640]
-    assert PipelineOptions(fps=5.0).wrist_input(140) == 640  # off: wrist_imgsz whatever the crop
+    assert (
+        PipelineOptions(fps=5.0, wrist_native=False).wrist_input(140) == 640
+    )  # wrist_imgsz whatever the crop
     assert PipelineOptions(fps=5.0, plain=True, wrist_native=True).wrist_input(140) == 640
     small = PipelineOptions(fps=5.0, wrist_native=True, wrist_imgsz=480, wrist_min_imgsz=256, wrist_step=32)
     assert [small.wrist_input(s) for s in (100, 300, 700)] == [256, 320, 480]

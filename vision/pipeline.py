@@ -18,8 +18,8 @@ frame). Each lever is a `PipelineOptions` switch; `plain=True` turns all of
 them off, so the baseline stays one flag away and every figure is a ratio
 against it. The rule for a lever to be on by default (`fast`): the evaluation
 on ../shared/media stays within 2 points of plain (bench/accuracy_levers.py).
-Each lever below met it when it was switched on; `fast` as a whole does not
-meet it in the latest run (docs/performance.md says where and why):
+Each lever below met it when it was switched on, and `fast` as a whole meets
+it in the latest runs (docs/performance.md):
 
 * `motion_gate` (on): a downscaled grey frame is compared with the one of the
   last detection; when (almost) nothing changed, detection is skipped and the
@@ -40,13 +40,14 @@ meet it in the latest run (docs/performance.md says where and why):
 * `wrist_every=k` (5): a track's wrist crops run on every k-th pose; between,
   their finds move with the hands (a phone in hand stays for seconds).
 * `wrist_imgsz` (640, so off): the wrist crops' detector input, where the weights
-  take any size (`Detector.any_size`: the OpenVINO model `vision.convert` makes,
-  `.pt` files); the int8 TFLite model takes 640 only and gets 640 whatever is
-  asked. At 320 a crop costs about half, but the labelled photos lost a phone
-  and a book.
-* `wrist_native` (off): each crop at its own size instead (its side rounded up
-  to 320, 480 or 640), so a hundred-pixel crop from a CCTV frame is no longer
-  upscaled to 640 while a photo's large crop keeps its 640. Any-size weights only.
+  take any size (`Detector.any_size`: the int8 TFLite model through
+  `vision.litert`, the OpenVINO model `vision.convert` makes, `.pt` files). At
+  320 a crop costs about half, but the labelled photos lost a phone and a book.
+* `wrist_native` (on): a video frame's crop at its own size instead (its side
+  rounded up to 320, 480 or 640), so a hundred-pixel crop from a CCTV frame is
+  no longer upscaled to 640. A still image's crops keep `wrist_imgsz`, as its
+  frame keeps the detector's square: with native crops the labelled photos lost
+  a phone. Any-size weights only.
 * `detect_every=k` (3) with `every_when_slow` (on): the detector runs on
   every k-th frame while everyone in view moves under `every_slow_bh_s` of
   their height a second (desks and posts at rest), and on every frame once
@@ -77,7 +78,9 @@ reads lying for a frame) does not reach the rules. A real change shows one frame
 
 Carried and reused results are what the plain pipeline found one or a few
 frames earlier: the rules see a frame that lags, never one that invents.
-Still images (`track=False`) always run every stage.
+Still images (`track=False`) always run every stage, read by the detector in its square with
+full-size wrist crops; video frames are read at their own aspect where the detector takes any size
+(`Detector.detect`, `vision.litert`).
 """
 
 from __future__ import annotations
@@ -133,7 +136,7 @@ class PipelineOptions:
     # ... or, with `wrist_native`, the crop's own side rounded up to a multiple of `wrist_step`, between
     # `wrist_min_imgsz` and `wrist_imgsz`: a crop is never downscaled, a small one is upscaled less,
     # and the few sizes keep the detector's compiled shapes few (vision.detect.OpenVINOShapes).
-    wrist_native: bool = False
+    wrist_native: bool = True
     wrist_min_imgsz: int = 320
     wrist_step: int = 160
     lost_buffer_s: float = 3.0
@@ -657,7 +660,9 @@ class Pipeline:
             o.count("wrist_crops")
             x0, y0, side = int(c[0] - half), int(c[1] - half), int(2 * half)
             crop = crop_square(image, x0, y0, side)
-            found = self.detector.detect(crop, imgsz=o.wrist_input(side), conf=o.object_conf)
+            # A still image's crops keep the full input, as its frame keeps the square (`_detect`).
+            size = o.wrist_size if self.tracker is None else o.wrist_input(side)
+            found = self.detector.detect(crop, imgsz=size, conf=o.object_conf)
             found = found.of(*HAND_OBJECTS)
             for lbl, conf, b in zip(found.labels, found.confidence, found.xyxy):
                 out.append(Detection(lbl, float(conf), b + np.array([x0, y0, x0, y0], float), "wrist"))
