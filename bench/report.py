@@ -47,6 +47,10 @@ LEVER_TEXT = {
     "aspect",
     "ovq+wristnative": "the int8 OpenVINO model, and each wrist crop detected at its own size (320 to 640) "
     "instead of upscaled to 640",
+    "rect": "the int8 TFLite model at each video frame's own aspect (`vision.litert`: 640x384 for 16:9) "
+    "instead of its 640x640",
+    "rect+wristnative": "the TFLite model at each frame's own aspect, and each wrist crop of a video frame "
+    "at its own size (320 to 640) instead of upscaled to 640",
 }
 
 
