@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import weights
+from test_convert import bus, people
 from test_detect_tiles import frame_at, iou
 
 pytestmark = pytest.mark.model
@@ -145,13 +146,6 @@ def test_threads_rebuild_the_kept_interpreters():
     assert len(own.detect(np.zeros((360, 640, 3), np.uint8))) == 0
 
 
-def bus() -> np.ndarray:
-    import cv2
-    import ultralytics
-
-    return cv2.imread(str(Path(ultralytics.__file__).parent / "assets" / "bus.jpg"))
-
-
 def test_square_reads_a_picture_as_the_export_does_and_keeps_the_man_at_the_edge():
     """bus.jpg (portrait) at its own aspect, 480x640, has no grey beside it, and the man cut off by
     its left edge drops under the pipeline's person line (0.35). `square=True` (still images) runs
@@ -162,13 +156,10 @@ def test_square_reads_a_picture_as_the_export_does_and_keeps_the_man_at_the_edge
     path = str(tflite_weights())
     fixed, own = Detector(path, tflite_any_size=False), Detector(path)
 
-    def people(boxes):  # noqa: ANN001, ANN202 - vision.detect.Boxes
-        found = boxes.of("person")
-        return found.xyxy[found.confidence >= PipelineOptions.person_conf]
-
+    line = PipelineOptions.person_conf
     image = bus()
-    square = people(fixed.detect(image))
+    square = people(fixed.detect(image), line)
     assert len(square) == 4
-    assert len(people(own.detect(image))) == 3
-    assert np.allclose(people(own.detect(image, square=True)), square, atol=0.5)
+    assert len(people(own.detect(image), line)) == 3
+    assert np.allclose(people(own.detect(image, square=True), line), square, atol=0.5)
     assert (640, 640) in own._shapes._interpreters and (640, 480) in own._shapes._interpreters

@@ -272,7 +272,7 @@ class Detector:
         its fixed size."""
         from vision.litert import LiteRTShapes
 
-        backend = getattr(getattr(getattr(self.model, "predictor", None), "model", None), "backend", None)
+        backend = self._backend()
         if backend is None or not hasattr(backend, "interpreter"):
             log.warning("this Ultralytics version hides its detector runtime: TFLite kept at its own size")
             return
@@ -285,6 +285,10 @@ class Detector:
             return
         shapes.attach(backend)
         self._shapes, self.any_size = shapes, True
+
+    def _backend(self) -> Any:
+        """Ultralytics' runtime behind the built predictor (LiteRT, OpenVINO...), or None."""
+        return getattr(getattr(getattr(self.model, "predictor", None), "model", None), "backend", None)
 
     def _build(self) -> None:
         """Have Ultralytics build its predictor (and import the rest of torch): it does so on the first
@@ -311,7 +315,7 @@ class Detector:
             )
             return False
         self._build()
-        backend = getattr(getattr(getattr(self.model, "predictor", None), "model", None), "backend", None)
+        backend = self._backend()
         threads = max(1, int(threads))
         if openvino and backend is not None and hasattr(backend, "ov_compiled_model"):
             backend.forward = OpenVINOShapes(next(Path(self.weights).glob("*.xml")), threads).forward
