@@ -85,3 +85,15 @@ def test_pending_counts_new_tracks_until_a_second_detection_confirms_them() -> N
     )
     for _ in range(3):
         assert len(tracker.update(faint, SHAPE)) == 2 and tracker.pending == 0
+
+
+def test_a_tracker_leaves_numpy_blas_on_one_thread() -> None:
+    """The Kalman filter's products woke OpenBLAS's second thread, which then spun through the
+    pose and detector calls after every update (vision.track.single_thread_blas)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    with threadpool_limits(2, user_api="blas"):  # as numpy starts on a 2-core box, wherever this runs
+        PersonTracker().update(persons((10, 10, 50, 120), 0.9), (480, 640))
+        blas = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
+        assert blas, "numpy's BLAS was not found"
+        assert all(lib["num_threads"] == 1 for lib in blas), blas

@@ -15,6 +15,12 @@ Matching is on box overlap alone (`fuse_score` off). ByteTrack's default
 multiplies the overlap by the detection's confidence: a far, 17-px-wide walker
 detected at 0.44 then needed an overlap of 0.45 with his track, which one
 small turn between two detections breaks, and he became someone new.
+
+numpy's BLAS runs on one thread once a tracker exists (`single_thread_blas`). Why: the Kalman
+filter's small matrix products wake OpenBLAS's worker thread, which then spins for many
+milliseconds waiting for more; every tracker update left it spinning through the pose and
+detector calls that followed, on the core the other inference thread needed. In the benchmark's
+open-plan office that was 40 % of the CPU the camera used.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ class PersonTracker:
             fuse_score=False,
         )
         self._tracker = BYTETracker(self.args)
+        single_thread_blas()
 
     def update(self, persons: Boxes, shape: tuple[int, int]) -> list[Track]:
         """Associate this frame's person boxes with the running tracks.
@@ -99,3 +106,16 @@ class PersonTracker:
         tracker.lost_stracks = [t for t in tracker.lost_stracks if t not in stale]
         tracker.removed_stracks.extend(stale)
         return [Track(int(t.track_id), np.asarray(t.xyxy, float), float(t.score)) for t in confirmed]
+
+
+def single_thread_blas() -> None:
+    """Limit the BLAS libraries loaded in this process (numpy's OpenBLAS) to one thread.
+
+    Process-wide, like `vision.detect._torch_single_thread`: postwatch's numpy work is small
+    (Kalman filters, landmark geometry), where a second BLAS thread only spins. Measured with
+    `time.process_time() - time.thread_time()` around tracker updates: 7 ms of another thread's
+    CPU per update before, none after (tests/test_track.py).
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")
