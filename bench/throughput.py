@@ -76,10 +76,11 @@ CHAIR_SITE = ROOT / "examples" / "chair_clip.yaml"
 LEVERS = (
     "motion", "reuse", "reusebox", "track", "wrist", "cropsK", "zones", "everyK", "threadsN", "workersN",
     "pair", "slow", "ov", "ovq", "imgszN", "wristszN", "wristnative", "retry", "clock", "rect",
+    "budget", "budgetN",
 )  # fmt: skip
 SINGLE_LEVERS = (
     "motion", "every2", "every3", "every3+slow", "reuse", "track", "wrist", "crops5", "zones", "threads2",
-    "workers2", "pair", "retry", "rect", "rect+wristnative", "ov", "ovq", "ovq+wristnative",
+    "workers2", "pair", "retry", "budget", "rect", "rect+wristnative", "ov", "ovq", "ovq+wristnative",
 )  # fmt: skip
 STAGE_ORDER = ("decode", "motion", "detect", "track", "pose", "wrist", "features", "rules")
 
@@ -165,6 +166,7 @@ class Variant:
                     wrist_imgsz=Defaults.imgsz,
                     wrist_native=False,
                     pose_retry_s=0.0,
+                    pose_budget=0,
                     frame_clock=False,
                 )
                 v.zones = False if v.zones is None else v.zones
@@ -197,6 +199,10 @@ class Variant:
                 v.workers = int(lever[7:]) if on else 1
             elif lever == "retry":  # a box without a body is posed again only after a while
                 v.overrides["pose_retry_s"] = Defaults.pose_retry_s if on else 0.0
+            elif lever == "budget":  # at most 4 landmark runs a camera frame; still people wait their turn
+                v.overrides["pose_budget"] = Defaults.pose_budget if on else 0
+            elif re.fullmatch(r"budget\d+", lever):
+                v.overrides["pose_budget"] = int(lever[6:]) if on else 0
             elif lever == "clock":  # the pose schedule counts analysed frames when the service falls behind
                 v.overrides["frame_clock"] = on
             elif lever == "ov":  # the OpenVINO export of the same weights (any input size)

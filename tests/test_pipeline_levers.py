@@ -39,6 +39,7 @@ ALL_ON = dict(
     wrist_gate=True,
     wrist_every=3,
     pose_retry_s=0.6,
+    pose_budget=2,
 )
 ALL_OFF = dict(
     motion_gate=False,
@@ -50,6 +51,7 @@ ALL_OFF = dict(
     wrist_imgsz=640,
     wrist_native=False,
     pose_retry_s=0.0,
+    pose_budget=0,
 )
 
 
@@ -587,6 +589,60 @@ def test_pose_retry_in_the_open_plan_office_skips_only_tracks_whose_estimate_jus
     counts = retry.options.counts
     assert counts["pose"] + counts["pose_retry_wait"] == without.options.counts["pose"]
     assert skipped <= retry.options.counts["pose_retry_wait"]
+
+
+class _Crowd:
+    """Six people side by side at rest; with `walker`, that one moves 30 px right on every call
+    (more than `pose_budget_shift`, 10 %, of the 240-px box)."""
+
+    any_size = True
+
+    def __init__(self, walker: int | None = None) -> None:
+        self.walker, self.calls = walker, 0
+
+    def detect(self, image, imgsz=None, conf=None, square=False):  # noqa: ANN001, ANN202 - Detector's signature
+        from vision.detect import Boxes
+
+        x = 10.0 + 100.0 * np.arange(6)
+        if self.walker is not None:
+            x[self.walker] += 30.0 * self.calls
+        self.calls += 1
+        boxes = np.stack([x, np.full(6, 60.0), x + 80.0, np.full(6, 300.0)], axis=1)
+        return Boxes(boxes, np.full(6, 0.9), ["person"] * 6)
+
+
+def _crowd_run(walker: int | None = None, **options: object) -> tuple[list[dict[int, bool]], list[int]]:
+    """Nine frames of the crowd: per frame, each track's "posed now" (a landmark model ran for
+    it), and the landmark runs of that frame."""
+    rng = np.random.default_rng(0)
+    pose = _Body()
+    p = Pipeline(_Crowd(walker), pose, PipelineOptions(fps=5.0, **{**ALL_OFF, **TRACK_ONLY, **options}))  # type: ignore[arg-type]
+    posed, runs = [], []
+    for i in range(9):
+        before = pose.estimates + pose.follows
+        obs = p.process(Frame("cam", 0.2 * i, i, rng.integers(0, 255, (360, 640, 3), dtype=np.uint8)))
+        runs.append(pose.estimates + pose.follows - before)
+        assert len(obs.persons) == 6 and all(q.keypoints is not None for q in obs.persons)
+        memo = {k: p._memo.get(k) for k in (q.track_id for q in obs.persons)}  # none in plain
+        posed.append({k: m is not None and m.frame == p._frame_no for k, m in memo.items()})
+    return posed, runs
+
+
+def test_a_pose_budget_poses_a_still_crowd_in_turns_and_a_mover_on_every_frame():
+    posed, runs = _crowd_run(pose_budget=2)
+    assert runs[0] == 6  # nobody has landmarks yet: everyone is posed
+    assert runs[1:] == [2] * 8  # then two a frame, the longest waiting first
+    for track in posed[0]:  # ... so each is posed at least every third frame, and keeps landmarks between
+        frames_posed = [i for i, f in enumerate(posed) if f[track]]
+        assert max(np.diff(frames_posed)) <= 3, (track, frames_posed)
+    # Whoever moves more than the budget's shift is posed on every frame, beyond the budget.
+    posed, runs = _crowd_run(walker=2, pose_budget=2)
+    mover = [k for k in posed[0] if all(f[k] for f in posed)]
+    assert len(mover) == 1 and runs[1:] == [3] * 8
+    # Without a budget (and in plain) everyone is posed on every frame.
+    for options in ({"pose_budget": 0}, {"pose_budget": 2, "plain": True}):
+        posed, runs = _crowd_run(**options)
+        assert runs == [6] * 9
 
 
 class _Office:
