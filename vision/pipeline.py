@@ -69,14 +69,16 @@ it in the latest runs (docs/performance.md):
   falls behind (each camera analysed once in a second or more) otherwise found every track too old
   to follow or reuse, and each pose became a full estimate, the dearest kind, just when time was
   shortest. At the analysis rate it changes nothing.
-* `pose_budget` (4): at most this many landmark runs (followed or full) per frame of a camera.
+* `pose_budget` (off; `fast+budget` is 4): at most this many landmark runs (followed or full) per
+  frame of a camera.
   Beyond them, a person whose box stayed within `pose_budget_shift` of its height and whose
   last landmarks are at most `pose_budget_max_s` old keeps those landmarks and wrist finds,
   moved with the box, as `pose_reuse` does. The persons posed longest ago (and those never posed)
   go first, so in a crowd of still people each is posed every few frames; whoever moves, or is
   due, is posed on every frame whatever the budget. In the benchmark's open-plan office (eleven
   seated workers) poses were six in ten of all the CPU of eight cameras; a scene of four people or
-  fewer is posed as before.
+  fewer is posed as before. Off: at 4 it split the office's sitting into two more pieces (1.9
+  points of video F1, `fast` 2.4 under plain) for 2 % more frames a second at 8 cameras.
 * `pose_filter` (`serve` sets `zone_pose_filter` for a camera with zones):
   pose only for persons standing in a post, standby, staff-only or work zone.
 
@@ -169,7 +171,7 @@ class PipelineOptions:
     wrist_gate: bool = True
     # Run a track's wrist crops on every k-th pose, carry their finds between (3 and 5 scored the same).
     wrist_every: int = 5
-    pose_budget: int = 4  # landmark runs a frame of a camera; 0: no limit
+    pose_budget: int = 0  # landmark runs a frame of a camera; 0: no limit (the module doc says why)
     pose_budget_max_s: float = 0.4  # beyond it, keep a still person's landmarks at most this long ...
     pose_budget_shift: float = 0.1  # ... while their box moves less than this share of their height
     pose_retry_s: float = 0.6  # after a full estimate found no body in a track's box, wait this long ...
