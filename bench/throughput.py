@@ -76,11 +76,12 @@ CHAIR_SITE = ROOT / "examples" / "chair_clip.yaml"
 LEVERS = (
     "motion", "reuse", "reusebox", "track", "wrist", "cropsK", "zones", "everyK", "threadsN", "workersN",
     "pair", "slow", "ov", "ovq", "imgszN", "wristszN", "wristnative", "retry", "clock", "rect",
-    "budget", "budgetN",
+    "budget", "budgetN", "decodeN",
 )  # fmt: skip
 SINGLE_LEVERS = (
     "motion", "every2", "every3", "every3+slow", "reuse", "track", "wrist", "crops5", "zones", "threads2",
-    "workers2", "pair", "retry", "budget", "rect", "rect+wristnative", "ov", "ovq", "ovq+wristnative",
+    "workers2", "pair", "retry", "budget", "decode1", "rect", "rect+wristnative", "ov", "ovq",
+    "ovq+wristnative",
 )  # fmt: skip
 STAGE_ORDER = ("decode", "motion", "detect", "track", "pose", "wrist", "features", "rules")
 
@@ -101,6 +102,7 @@ class Variant:
     # The TFLite export at each picture's own aspect (`vision.litert`); None: as the mode has it.
     rect: bool | None = None
     workers: int = 1  # inference threads, each with its own models (`fast`: serve's default)
+    decode_threads: int = 0  # FFmpeg's threads per camera (0: its choice; `fast`: serve's default, 1)
     # Detector weights by format (`vision.detect.project_weights`); None: as `serve` finds them.
     # `plain` keeps the int8 TFLite model at its fixed 640, the detector it was first measured with.
     detector: str | None = None
@@ -149,8 +151,10 @@ class Variant:
             v.detector = "tflite"
         if mode == "fast":  # what `serve` runs: its inference threads too
             from service.cli import DEFAULT_INFERENCE_THREADS
+            from service.workers import WorkerOptions
 
             v.workers = DEFAULT_INFERENCE_THREADS
+            v.decode_threads = WorkerOptions.decode_threads
         for sign, lever in zip(parts[1::2], parts[2::2]):
             on = sign == "+"
             if on and mode == "plain":
@@ -195,12 +199,14 @@ class Variant:
                 v.pairs = on
             elif lever == "rect":  # the TFLite export at each frame's own aspect (vision.litert)
                 v.rect = on
+            elif re.fullmatch(r"decode\d+", lever):  # FFmpeg's threads per camera (0: one a core)
+                v.decode_threads = int(lever[6:]) if on else 0
             elif re.fullmatch(r"workers\d+", lever):
                 v.workers = int(lever[7:]) if on else 1
             elif lever == "retry":  # a box without a body is posed again only after a while
                 v.overrides["pose_retry_s"] = Defaults.pose_retry_s if on else 0.0
             elif lever == "budget":  # at most 4 landmark runs a camera frame; still people wait their turn
-                v.overrides["pose_budget"] = Defaults.pose_budget if on else 0
+                v.overrides["pose_budget"] = 4 if on else 0
             elif re.fullmatch(r"budget\d+", lever):
                 v.overrides["pose_budget"] = int(lever[6:]) if on else 0
             elif lever == "clock":  # the pose schedule counts analysed frames when the service falls behind
@@ -356,8 +362,12 @@ def measure(variant: Variant, streams: int, seconds: float, warmup: float, weigh
             realtime=True,
             loop_files=True,
             analysers=analysers,
-            opener=decode.opener(default_opener(folder)),
-            worker_options=WorkerOptions(inference_threads=variant.workers, detect_pairs=variant.pairs),
+            opener=decode.opener(default_opener(folder, variant.decode_threads)),
+            worker_options=WorkerOptions(
+                inference_threads=variant.workers,
+                detect_pairs=variant.pairs,
+                decode_threads=variant.decode_threads,
+            ),
         )
         service.store.subscribe(on_alert, [ALERT_OPENED])
         pool = service.pool

@@ -241,6 +241,15 @@ def serve(
             "events on the labelled clips; docs/performance.md).",
         ),
     ] = False,
+    decode_threads: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=16,
+            help="FFmpeg threads decoding each camera; 0: FFmpeg's choice, one per core. One suits "
+            "many cameras, which are decoded side by side; more helps a single 4K camera keep up.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the alert service: the HTTP API (OpenAPI at /docs) and one worker per camera of the site."""
     from service.serve import run, site_options
@@ -249,7 +258,9 @@ def serve(
     options = site_options(site)
     run(
         site, host=host, port=port, db=db, loop_files=loop, weights=weights, out_dir=out,
-        worker_options=WorkerOptions(inference_threads=inference_threads, detect_pairs=detect_pairs),
+        worker_options=WorkerOptions(
+            inference_threads=inference_threads, detect_pairs=detect_pairs, decode_threads=decode_threads
+        ),
         **options,
     )  # fmt: skip
 

@@ -212,7 +212,7 @@ def build_service(
             options=options,
             metrics=metrics,
             clips=clips,
-            opener=opener or default_opener(media_root),
+            opener=opener or default_opener(media_root, options.decode_threads),
             cameras=cameras,
         )
         add_control_routes(app, pool)

@@ -103,6 +103,9 @@ class WorkerOptions:
     retry_max_s: float = 10.0
     inference_threads: int = 1
     detect_pairs: bool = False  # detect two cameras' frames in one detector call (docs/performance.md)
+    # FFmpeg's threads decoding each camera (0: FFmpeg's choice, one a core). One: the cameras' capture
+    # threads already decode side by side, and FFmpeg's own threads only added CPU (docs/performance.md).
+    decode_threads: int = 1
 
 
 @dataclass
@@ -257,8 +260,9 @@ class CameraAnalyser:
         return self.pipeline.detect_many(images)
 
 
-def default_opener(demo_dir: Path | None = None) -> Opener:
-    """Open a site camera's source; reconnecting is the worker's job (so it can show it)."""
+def default_opener(demo_dir: Path | None = None, decode_threads: int = 1) -> Opener:
+    """Open a site camera's source; reconnecting is the worker's job (so it can show it).
+    `decode_threads`: `WorkerOptions.decode_threads`."""
 
     def opener(camera: Camera) -> FrameSource:
         spec = camera.source
@@ -271,7 +275,9 @@ def default_opener(demo_dir: Path | None = None) -> Opener:
                 folder.mkdir(parents=True, exist_ok=True)
                 make_demo_clip(path)
             spec = str(path)
-        return open_source(spec, camera=camera.id, fps=camera.fps, reconnect=False)
+        return open_source(
+            spec, camera=camera.id, fps=camera.fps, reconnect=False, decode_threads=decode_threads
+        )
 
     return opener
 

@@ -714,3 +714,26 @@ def test_an_inference_pass_serves_the_camera_served_longest_ago_first(tmp_path: 
         assert [w.camera.id for w in pool.pass_order()] == ["c", "b", "a"]
     finally:
         service.stop()  # never started: closes what building it opened
+
+
+def test_serve_decodes_each_camera_on_its_decode_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve --decode-threads` (WorkerOptions.decode_threads, 1 by default) reaches FFmpeg for
+    each camera; 0 leaves FFmpeg its own choice."""
+    from vision import sources
+
+    asked: list[int | None] = []
+    real = sources._open_capture
+
+    def recording(target: str | int, threads: int | None = None) -> Any:
+        asked.append(threads)
+        return real(target, threads)
+
+    monkeypatch.setattr(sources, "_open_capture", recording)
+    camera = Camera(id="demo", source="demo")
+    for threads in (WorkerOptions().decode_threads, 0):
+        source = default_opener(tmp_path, threads)(camera)
+        assert next(iter(source)).image.size > 0
+        source.close()
+    assert asked == [1, None]

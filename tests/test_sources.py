@@ -131,6 +131,26 @@ def test_analysis_fps_keeps_about_five_frames_per_second(media: Path) -> None:
 
 
 @pytest.mark.media
+def test_one_decoding_thread_gives_the_same_frames(media: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve` decodes each camera on one FFmpeg thread (WorkerOptions.decode_threads): the frames
+    and their times must be those of FFmpeg's default threading."""
+    asked: list[int | None] = []
+    real = sources._open_capture
+
+    def recording(target: str | int, threads: int | None = None) -> object:
+        asked.append(threads)
+        return real(target, threads)
+
+    monkeypatch.setattr(sources, "_open_capture", recording)
+    one, _ = _frames(media / MOOV_FIRST_MP4, fps=5, decode_threads=1)
+    default, _ = _frames(media / MOOV_FIRST_MP4, fps=5)
+    assert asked == [1, None]
+    assert len(one) == len(default) > 50
+    for a, b in zip(one, default):
+        assert (a.t, a.index) == (b.t, b.index) and np.array_equal(a.image, b.image)
+
+
+@pytest.mark.media
 def test_fps_above_the_native_rate_yields_every_frame(media: Path) -> None:
     frames, _ = _frames(media / "E_shoplift_cctv_163803843814156.mp4", fps=60)  # a 10 fps clip
     assert len(frames) == 31

@@ -12,6 +12,7 @@ whose message is one sentence meant for the user.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -119,20 +120,25 @@ class SourceInfo:
 # --------------------------------------------------------------------------------------------- helpers
 
 
-def _open_capture(target: str | int) -> Any:
-    """Open an OpenCV capture. Module-level so tests can swap it for a fake (see LiveSource)."""
+def _open_capture(target: str | int, threads: int | None = None) -> Any:
+    """Open an OpenCV capture. Module-level so tests can swap it for a fake (see LiveSource).
+
+    `threads`: FFmpeg's decoding threads for a file or stream (None: FFmpeg's choice, one a core).
+    """
     if isinstance(target, int):
         return cv2.VideoCapture(target)
+    own = [cv2.CAP_PROP_N_THREADS, int(threads)] if threads else []
     if _URL_RE.match(target):
         params = [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
             STREAM_TIMEOUT_MS,
             cv2.CAP_PROP_READ_TIMEOUT_MSEC,
             STREAM_TIMEOUT_MS,
+            *own,
         ]
         return cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
     # Naming FFmpeg keeps OpenCV from trying its other backends (image-sequence, GStreamer) on a file.
-    return cv2.VideoCapture(target, cv2.CAP_FFMPEG)
+    return cv2.VideoCapture(target, cv2.CAP_FFMPEG, own) if own else cv2.VideoCapture(target, cv2.CAP_FFMPEG)
 
 
 def _natural_key(name: str) -> list[Any]:
@@ -803,12 +809,15 @@ def open_source(
     fps: float | None = None,
     reconnect: bool | None = None,
     max_retries: int | None = None,
+    decode_threads: int | None = None,
 ) -> FrameSource:
     """Open a frame source from a user's spec (path, folder, URL or webcam index).
 
     `fps` is the analysis rate (at most that many frames per second of source time; None for all).
     `reconnect`/`max_retries` apply to live sources only (defaults: reconnect, forever).
+    `decode_threads`: FFmpeg's threads decoding a video file or stream (None or 0: FFmpeg's choice).
     """
+    opener = functools.partial(_open_capture, threads=decode_threads) if decode_threads else None
     spec = str(spec).strip()
     if not spec:
         raise SourceError("No source given: pass a video, image, folder, stream URL or webcam index.")
@@ -825,7 +834,13 @@ def open_source(
                 f"{', '.join(STREAM_SCHEMES)}, or a file path)."
             )
         return LiveSource(
-            spec, kind="stream", camera=camera, fps=fps, reconnect=reconnect, max_retries=max_retries
+            spec,
+            kind="stream",
+            camera=camera,
+            fps=fps,
+            reconnect=reconnect,
+            max_retries=max_retries,
+            open_capture=opener,
         )
     path = Path(spec).expanduser()
     if path.is_dir():
@@ -836,7 +851,7 @@ def open_source(
     if ext in IMAGE_EXTENSIONS:
         return ImageSource(path, spec=spec, camera=camera, fps=fps)
     if ext in VIDEO_EXTENSIONS:
-        return VideoFileSource(path, spec=spec, camera=camera, fps=fps)
+        return VideoFileSource(path, spec=spec, camera=camera, fps=fps, open_capture=opener)
     raise SourceError(
         f"Cannot open '{spec}': unsupported file type '{ext or '(none)'}'; expected a video "
         "(.mp4, .mov, .avi, .mkv, .mpg, ...) or an image (.jpg, .png, ...)."
