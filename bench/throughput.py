@@ -76,11 +76,11 @@ CHAIR_SITE = ROOT / "examples" / "chair_clip.yaml"
 LEVERS = (
     "motion", "reuse", "reusebox", "track", "wrist", "cropsK", "zones", "everyK", "threadsN", "workersN",
     "pair", "slow", "ov", "ovq", "imgszN", "wristszN", "wristnative", "retry", "clock", "rect",
-    "budget", "budgetN", "decodeN",
+    "budget", "budgetN", "decodeN", "videosz", "videoszN", "queueN",
 )  # fmt: skip
 SINGLE_LEVERS = (
     "motion", "every2", "every3", "every3+slow", "reuse", "track", "wrist", "crops5", "zones", "threads2",
-    "workers2", "pair", "retry", "budget", "decode1", "rect", "rect+wristnative", "ov", "ovq",
+    "workers2", "pair", "retry", "budget", "decode1", "videosz", "rect", "rect+wristnative", "ov", "ovq",
     "ovq+wristnative",
 )  # fmt: skip
 STAGE_ORDER = ("decode", "motion", "detect", "track", "pose", "wrist", "features", "rules")
@@ -103,6 +103,7 @@ class Variant:
     rect: bool | None = None
     workers: int = 1  # inference threads, each with its own models (`fast`: serve's default)
     decode_threads: int = 0  # FFmpeg's threads per camera (0: its choice; `fast`: serve's default, 1)
+    queue_size: int | None = None  # frames waiting per camera (None: WorkerOptions' default)
     # Detector weights by format (`vision.detect.project_weights`); None: as `serve` finds them.
     # `plain` keeps the int8 TFLite model at its fixed 640, the detector it was first measured with.
     detector: str | None = None
@@ -168,6 +169,7 @@ class Variant:
                     every_when_slow=False,
                     wrist_every=1,
                     wrist_imgsz=Defaults.imgsz,
+                    video_imgsz=Defaults.imgsz,
                     wrist_native=False,
                     pose_retry_s=0.0,
                     pose_budget=0,
@@ -199,6 +201,8 @@ class Variant:
                 v.pairs = on
             elif lever == "rect":  # the TFLite export at each frame's own aspect (vision.litert)
                 v.rect = on
+            elif re.fullmatch(r"queue\d+", lever):  # frames a camera may have waiting before it drops
+                v.queue_size = int(lever[5:]) if on else None
             elif re.fullmatch(r"decode\d+", lever):  # FFmpeg's threads per camera (0: one a core)
                 v.decode_threads = int(lever[6:]) if on else 0
             elif re.fullmatch(r"workers\d+", lever):
@@ -206,7 +210,7 @@ class Variant:
             elif lever == "retry":  # a box without a body is posed again only after a while
                 v.overrides["pose_retry_s"] = Defaults.pose_retry_s if on else 0.0
             elif lever == "budget":  # at most 4 landmark runs a camera frame; still people wait their turn
-                v.overrides["pose_budget"] = 4 if on else 0
+                v.overrides["pose_budget"] = Defaults.pose_budget if on else 0
             elif re.fullmatch(r"budget\d+", lever):
                 v.overrides["pose_budget"] = int(lever[6:]) if on else 0
             elif lever == "clock":  # the pose schedule counts analysed frames when the service falls behind
@@ -215,10 +219,18 @@ class Variant:
                 v.detector = "openvino" if on else "tflite"
             elif lever == "ovq":  # that OpenVINO model quantized to int8 (`vision.convert --int8`)
                 v.detector = "openvino-int8" if on else "tflite"
-            elif re.fullmatch(r"imgsz\d+", lever):  # frames' detector input (any-size weights only)
-                v.overrides["imgsz"] = int(lever[5:]) if on else Defaults.imgsz
+            elif re.fullmatch(r"imgsz\d+", lever):  # every picture's detector input (any-size weights only)
+                n = int(lever[5:])
+                if on:
+                    v.overrides.update(imgsz=n, video_imgsz=n)
+                else:
+                    v.overrides.update(imgsz=Defaults.imgsz, video_imgsz=Defaults.video_imgsz)
             elif lever == "wristnative":  # wrist crops at their own size, 320 to 640 (any-size weights)
                 v.overrides["wrist_native"] = on
+            elif lever == "videosz":  # video frames at 544 on their long side (any-size weights)
+                v.overrides["video_imgsz"] = Defaults.video_imgsz if on else Defaults.imgsz
+            elif re.fullmatch(r"videosz\d+", lever):
+                v.overrides["video_imgsz"] = int(lever[7:]) if on else Defaults.imgsz
             elif re.fullmatch(r"wristsz\d+", lever):  # wrist crops' detector input (any-size weights)
                 v.overrides["wrist_imgsz"] = int(lever[7:]) if on else Defaults.imgsz
             else:
@@ -367,6 +379,7 @@ def measure(variant: Variant, streams: int, seconds: float, warmup: float, weigh
                 inference_threads=variant.workers,
                 detect_pairs=variant.pairs,
                 decode_threads=variant.decode_threads,
+                **({} if variant.queue_size is None else {"queue_size": variant.queue_size}),
             ),
         )
         service.store.subscribe(on_alert, [ALERT_OPENED])

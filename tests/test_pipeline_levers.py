@@ -52,6 +52,7 @@ ALL_OFF = dict(
     wrist_native=False,
     pose_retry_s=0.0,
     pose_budget=0,
+    video_imgsz=640,
 )
 
 
@@ -417,8 +418,9 @@ def test_wrist_crops_run_at_wrist_imgsz_and_plain_at_the_frame_size():
 @pytest.mark.media
 @pytest.mark.model
 def test_a_still_image_keeps_the_square_and_full_size_crops_a_video_frame_does_not():
-    """Video frames at their own aspect with crops at their own size (`wrist_native`, on); a still
-    image (a photo, `track=False`) in the detector's square with its crops at `wrist_imgsz`: the
+    """Video frames at their own aspect and `video_imgsz` (544) on their long side, with crops at
+    their own size (`wrist_native`, on); a still image (a photo, `track=False`) in the detector's
+    640 square with its crops at `wrist_imgsz`: the
     labelled photos' borderline phones were measured so, and a photo is not throughput-bound."""
     shared = make_pipeline()
     calls: list[tuple[int | None, bool]] = []
@@ -439,7 +441,7 @@ def test_a_still_image_keeps_the_square_and_full_size_crops_a_video_frame_does_n
         seen[track] = list(calls)
     video, still = seen[True], seen[False]
     assert len(video) >= 2 and len(still) == len(video)  # the frame and at least one crop
-    assert video[0] == (640, False) and still[0] == (640, True)
+    assert video[0] == (544, False) and still[0] == (640, True)
     assert all(size == 320 and not square for size, square in video[1:])  # small crops of a 480x848 clip
     assert all(size == 640 for size, _ in still[1:])
 

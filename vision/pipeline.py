@@ -43,6 +43,13 @@ it in the latest runs (docs/performance.md):
   take any size (`Detector.any_size`: the int8 TFLite model through
   `vision.litert`, the OpenVINO model `vision.convert` makes, `.pt` files). At
   320 a crop costs about half, but the labelled photos lost a phone and a book.
+* `video_imgsz` (544): a video frame's detector input, its long side (a 16:9 frame at 544x320
+  instead of 640x384), where the weights take any size; still images keep `imgsz` (640), as they
+  keep the square. The detector costs about three quarters. The evaluation moves a lot with this
+  size, as with anything that moves the person boxes by a few pixels (video F1 against plain's
+  53.3, one run: 52.8 at 640, 45.9 at 576, 52.5 at 544, 55.2 at 512, 50.8 at 480), and at 512 the
+  built-in demo's folded arms flickered enough to lose its alert: 544 is the smallest size that
+  keeps both (docs/performance.md).
 * `wrist_native` (on): a video frame's crop at its own size instead (its side
   rounded up to 320, 480 or 640), so a hundred-pixel crop from a CCTV frame is
   no longer upscaled to 640. A still image's crops keep `wrist_imgsz`, as its
@@ -69,16 +76,17 @@ it in the latest runs (docs/performance.md):
   falls behind (each camera analysed once in a second or more) otherwise found every track too old
   to follow or reuse, and each pose became a full estimate, the dearest kind, just when time was
   shortest. At the analysis rate it changes nothing.
-* `pose_budget` (off; `fast+budget` is 4): at most this many landmark runs (followed or full) per
-  frame of a camera.
+* `pose_budget` (4): at most this many landmark runs (followed or full) per frame of a camera.
   Beyond them, a person whose box stayed within `pose_budget_shift` of its height and whose
   last landmarks are at most `pose_budget_max_s` old keeps those landmarks and wrist finds,
   moved with the box, as `pose_reuse` does. The persons posed longest ago (and those never posed)
   go first, so in a crowd of still people each is posed every few frames; whoever moves, or is
   due, is posed on every frame whatever the budget. In the benchmark's open-plan office (eleven
   seated workers) poses were six in ten of all the CPU of eight cameras; a scene of four people or
-  fewer is posed as before. Off: at 4 it split the office's sitting into two more pieces (1.9
-  points of video F1, `fast` 2.4 under plain) for 2 % more frames a second at 8 cameras.
+  fewer is posed as before. A camera's frames are analysed one at a time, so the office's frame
+  cost is also its frame rate: at 8 cameras it was analysed at 4.1-4.7 frames a second without the
+  budget and 4.9 with it. (With frames detected at 640, it once split the office's sitting into two
+  more pieces, 1.9 points of video F1; at 512 the evaluation is the same with or without it.)
 * `pose_filter` (`serve` sets `zone_pose_filter` for a camera with zones):
   pose only for persons standing in a post, standby, staff-only or work zone.
 
@@ -137,6 +145,9 @@ class PipelineOptions:
 
     fps: float = 5.0  # analysis rate, for the tracker's lost buffer
     imgsz: int = 640
+    # A video frame's detector input (its long side) where the weights take any size; still images
+    # keep `imgsz`. 544: 0.72 of 640's pixels, the evaluation within the line (module doc).
+    video_imgsz: int = 544
     person_conf: float = 0.35
     object_conf: float = 0.2
     wrist_crops: bool = True
@@ -171,7 +182,7 @@ class PipelineOptions:
     wrist_gate: bool = True
     # Run a track's wrist crops on every k-th pose, carry their finds between (3 and 5 scored the same).
     wrist_every: int = 5
-    pose_budget: int = 0  # landmark runs a frame of a camera; 0: no limit (the module doc says why)
+    pose_budget: int = 4  # landmark runs a frame of a camera; 0: no limit
     pose_budget_max_s: float = 0.4  # beyond it, keep a still person's landmarks at most this long ...
     pose_budget_shift: float = 0.1  # ... while their box moves less than this share of their height
     pose_retry_s: float = 0.6  # after a full estimate found no body in a track's box, wait this long ...
@@ -200,6 +211,11 @@ class PipelineOptions:
     @property
     def retry_s(self) -> float:
         return 0.0 if self.plain else float(self.pose_retry_s)
+
+    def frame_size(self, still: bool, any_size: bool) -> int:
+        """The detector input for a frame: `video_imgsz` for a video frame where the weights take
+        any size, else `imgsz` (still images, fixed exports, plain)."""
+        return self.imgsz if self.plain or still or not any_size else int(self.video_imgsz)
 
     @property
     def wrist_size(self) -> int:
@@ -517,7 +533,8 @@ class Pipeline:
                 # off by its edge is read more surely there: Detector.detect), a video frame at its
                 # own aspect where the detector takes any size.
                 still = self.tracker is None
-                boxes = self.detector.detect(image, o.imgsz, self.detect_conf, square=still)
+                size = o.frame_size(still, bool(getattr(self.detector, "any_size", False)))
+                boxes = self.detector.detect(image, size, self.detect_conf, square=still)
         persons = _keep(boxes.of("person"), o.person_conf)
         found_people = len(persons)
         objects = _keep(boxes.of(*HAND_OBJECTS, "tie"), o.object_conf)
