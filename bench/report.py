@@ -210,6 +210,18 @@ def _latency_verdict(worst: float | None) -> str:
     return "met" if worst < TARGET["latency_s"] else "not met"
 
 
+def keeps_up(r: dict[str, Any]) -> bool:
+    """The frame rate part of the target: 40 frames counted, or every camera analysed at its own rate.
+
+    Why both: a camera paced at 5 fps hands over 74 or 75 frames in a 15-s window, so a service
+    that analyses every frame it is given reads 39.5-40.0. No frame dropped (over every repeat) with
+    each camera's real-time factor at 0.98 or more is that case.
+    """
+    if r["fps"] >= TARGET["fps"]:
+        return True
+    return r.get("dropped") == 0 and (r.get("rtf_min_camera") or 0.0) >= 0.98
+
+
 def verdict(doc: dict[str, Any], acc: dict[str, Any] | None) -> list[str]:
     """The target (8 cameras, 40 analysed fps, latency < 2 s, < 3 GB, within 2 points), met or not."""
     rows = [r for r in doc["results"] if "error" not in r and r["streams"] == TARGET["streams"]]
@@ -219,7 +231,9 @@ def verdict(doc: dict[str, Any], acc: dict[str, Any] | None) -> list[str]:
     out += [
         f"Target: {TARGET['streams']} cameras at 5 analysed fps ({TARGET['fps']:.0f} frames/s in total), "
         f"alert latency < {TARGET['latency_s']:.0f} s, memory < 3 GB, evaluation within "
-        f"{TARGET['points']:.0f} points of plain.",
+        f"{TARGET['points']:.0f} points of plain. The frame rate is met where {TARGET['fps']:.0f} frames a "
+        "second were counted, or where no frame was dropped and every camera was analysed at 0.98 "
+        "of its own rate or more (a paced camera hands over 74 or 75 frames in a 15-s window).",
         "",
         "| variant | fps (of 40) | latency median / max s | delay bound s | peak RSS MB "
         "| accuracy within 2 points |",
@@ -230,7 +244,7 @@ def verdict(doc: dict[str, Any], acc: dict[str, Any] | None) -> list[str]:
         lat = r["latency_s"]
         ok = sums.get(r["variant"], {}).get("within_2_points")
         out.append(
-            f"| {r['variant']} | {r['fps']:.1f} ({'met' if r['fps'] >= TARGET['fps'] else 'not met'}) | "
+            f"| {r['variant']} | {r['fps']:.1f} ({'met' if keeps_up(r) else 'not met'}) | "
             f"{_f(lat['median'])} / {_f(lat['max'])} "
             f"({_latency_verdict(lat['max'])}) | "
             f"{_f(delay_bound(r), '{:.1f}')} | "

@@ -94,7 +94,9 @@ class WorkerOptions:
 
     loop_files: bool = False
     realtime: bool = True
-    queue_size: int = 2
+    # Frames a camera may have waiting for analysis before the oldest is dropped: 4 (0.8 s at 5 fps)
+    # rides out a burst of dear frames (eleven people to pose) without dropping (docs/performance.md).
+    queue_size: int = 4
     stale_after_s: float = 10.0
     status_every_s: float = 1.0
     refresh_every_s: float = 2.0

@@ -13,7 +13,7 @@ if str(ROOT) not in sys.path:  # bench/ is scripts beside the packages, not inst
     sys.path.insert(0, str(ROOT))
 
 from bench.accuracy_levers import main as accuracy_main  # noqa: E402
-from bench.report import accuracy_tables  # noqa: E402
+from bench.report import accuracy_tables, keeps_up  # noqa: E402
 from bench.throughput import Variant  # noqa: E402
 
 
@@ -25,6 +25,21 @@ def test_variant_names_switch_the_levers_they_name():
     assert plain_clock.overrides["frame_clock"] is False and plain_clock.overrides["pose_track"] is True
     with pytest.raises(ValueError, match="unknown lever"):
         Variant.parse("fast+warp9")
+    # This session's levers: plain's baseline keeps the old values, each lever alone sets one.
+    assert Variant.parse("fast-videosz").overrides == {"video_imgsz": 640}
+    assert Variant.parse("fast-budget").overrides == {"pose_budget": 0}
+    assert (Variant.parse("fast").decode_threads, Variant.parse("plain").decode_threads) == (1, 0)
+    assert Variant.parse("fast+queue4").queue_size == 4 and Variant.parse("fast").queue_size is None
+    alone = Variant.parse("plain+videosz").overrides
+    assert alone["video_imgsz"] == 544 and alone["pose_budget"] == 0
+
+
+def test_the_frame_rate_is_met_by_40_counted_or_by_every_camera_keeping_up():
+    assert keeps_up({"fps": 40.0, "dropped": 5, "rtf_min_camera": 0.9})
+    # 74 of 75 frames of a paced camera in the window, nothing dropped: it kept up.
+    assert keeps_up({"fps": 39.9, "dropped": 0, "rtf_min_camera": 0.987})
+    assert not keeps_up({"fps": 39.9, "dropped": 3, "rtf_min_camera": 0.987})
+    assert not keeps_up({"fps": 39.2, "dropped": 0, "rtf_min_camera": 0.95})
 
 
 def test_plain_from_a_file_without_plain_is_one_line(tmp_path: Path):
