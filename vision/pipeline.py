@@ -342,7 +342,6 @@ class Pipeline:
         self._posture = LabelVote(self.options.posture_window_s)
         self._width = 1
         self._frame_no = 0
-        self._ran = False  # whether the last `_pose_and_wrists` ran a landmark model
 
     @property
     def detect_conf(self) -> float:
@@ -423,10 +422,9 @@ class Pipeline:
             if pose_filter is not None and not pose_filter(person.box, obs):
                 o.count("pose_filtered")
                 continue
-            self._ran = False
             carry = 0 < o.budget <= runs
             pose, wrists[k] = self._pose_and_wrists(image, person, frame.t, small, carry=carry)
-            runs += self._ran
+            runs += self._posed_now(person.track_id)
             if pose is not None:
                 person.keypoints, person.keypoints_world, person.visibility = (
                     pose.keypoints,
@@ -580,7 +578,7 @@ class Pipeline:
     ) -> tuple[Pose | None, list[Detection]]:
         """The person's landmarks and wrist-crop detections: estimated, or reused when nothing moved,
         or (`carry`: this frame's pose budget is spent) kept from a recent pose when the box barely
-        moved. Sets `_ran` when a landmark model ran."""
+        moved. Only a landmark run writes the track's memo (`_posed_now`)."""
         o = self.options
         memo = self._memo.get(person.track_id) if self.tracker is not None else None
         still = self._still_for(person, t) if o.reusing else 0.0
@@ -591,8 +589,7 @@ class Pipeline:
             and self._reusable(memo, person.box, t, small)
         ):
             o.count("pose_reused")
-            shift = _centre(person.box) - _centre(memo.box)
-            return _shifted_pose(memo.pose, shift), [_shifted(d, shift) for d in memo.wrist]
+            return _carried(memo, person.box)
         if (
             o.retry_s > 0
             and memo is not None
@@ -611,9 +608,7 @@ class Pipeline:
             and np.abs(person.box - memo.box).max() <= o.pose_budget_shift * max(person.height_px, 1.0)
         ):
             o.count("pose_budgeted")  # posed a moment ago and barely moved: the others go first
-            shift = _centre(person.box) - _centre(memo.box)
-            return _shifted_pose(memo.pose, shift), [_shifted(d, shift) for d in memo.wrist]
-        self._ran = True
+            return _carried(memo, person.box)
         o.count("pose")
         with _Clock(o, "pose"):
             pose, full_t, full_frame = None, t, self._frame_no
@@ -663,6 +658,12 @@ class Pipeline:
                 full_frame,
             )
         return pose, wrist
+
+    def _posed_now(self, track_id: int) -> bool:
+        """Whether a landmark model ran for this track on this frame: only such a run writes its memo
+        (reused, carried and waiting tracks keep the one of their last run)."""
+        memo = self._memo.get(track_id)
+        return memo is not None and memo.frame == self._frame_no
 
     def _age(self, t: float, since_t: float, since_frame: int) -> float:
         """Seconds since `since_t`, for the pose schedule; with `frame_clock`, at most this camera's
@@ -817,6 +818,12 @@ def _centre(box: np.ndarray) -> np.ndarray:
 def _shifted(d: Detection, shift: np.ndarray) -> Detection:
     offset = np.array([shift[0], shift[1], shift[0], shift[1]], float)
     return Detection(d.label, d.confidence, d.box + offset, d.source)
+
+
+def _carried(memo: _PoseMemo, box: np.ndarray) -> tuple[Pose | None, list[Detection]]:
+    """A track's last landmarks and wrist finds, moved with its box since then."""
+    shift = _centre(box) - _centre(memo.box)
+    return _shifted_pose(memo.pose, shift), [_shifted(d, shift) for d in memo.wrist]
 
 
 def _shifted_pose(pose: Pose | None, shift: np.ndarray) -> Pose | None:

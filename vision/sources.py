@@ -138,7 +138,7 @@ def _open_capture(target: str | int, threads: int | None = None) -> Any:
         ]
         return cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
     # Naming FFmpeg keeps OpenCV from trying its other backends (image-sequence, GStreamer) on a file.
-    return cv2.VideoCapture(target, cv2.CAP_FFMPEG, own) if own else cv2.VideoCapture(target, cv2.CAP_FFMPEG)
+    return cv2.VideoCapture(target, cv2.CAP_FFMPEG, own)
 
 
 def _natural_key(name: str) -> list[Any]:
