@@ -749,3 +749,25 @@ def test_in_the_open_plan_office_a_faint_worker_does_not_hold_the_detector():
             k += 1
     assert all(nxt for _, pending, nxt in after if pending), after
     assert any(beyond and not pending and not nxt for beyond, pending, nxt in after), after
+
+
+@pytest.mark.media
+@pytest.mark.model
+def test_the_pose_budget_in_the_open_plan_office_poses_fewer_and_leaves_nobody_without_landmarks():
+    """Real seated workers, eleven and more: with a budget of four, fewer landmark runs, some poses
+    carried, and as many people with landmarks on each frame (carried or fresh), give or take one
+    whose followed pose went another way (4-8 a frame here, with or without the budget)."""
+    clip = frames(OFFICE)[:10]
+    track = {**ALL_OFF, "pose_track": True}
+    free, budget = pipeline(**track), pipeline(**{**track, "pose_budget": 4})
+    posed = []
+    for f in clip:
+        a = {p.track_id: p for p in free.process(f).persons}
+        b = {p.track_id: p for p in budget.process(f).persons}
+        assert a.keys() == b.keys() and len(a) > 4
+        posed.append([sum(p.keypoints is not None for p in x.values()) for x in (a, b)])
+    assert all(with_budget >= without - 1 for without, with_budget in posed), posed
+    assert sum(b for _, b in posed) >= sum(a for a, _ in posed) - 2, posed
+    counts = budget.options.counts
+    assert counts["pose_budgeted"] > 0
+    assert counts["pose"] < free.options.counts["pose"]
