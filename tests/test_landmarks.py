@@ -297,3 +297,29 @@ def test_a_model_without_a_mask_output_is_refused_with_a_reason():
 
     with pytest.raises(ValueError, match="not BlazePose's landmark model"):
         without_segmentation(str(wheel_resources() / DETECTOR_MODEL))
+
+
+@pytest.mark.media
+@pytest.mark.model
+def test_a_close_up_cut_off_by_the_frame_gets_a_full_estimate():
+    """The warehouse worker on the phone fills the frame from top to bottom: BlazePose places his
+    hips below the picture, outside his box. A full estimate judges belonging against the box
+    opened beyond the frame's edges, as a followed pose does, so he gets landmarks; judged against
+    the box itself he got none on every try (two MediaPipe runs each, every 0.6 s)."""
+    from conftest import media_path
+
+    from vision.pose import _belongs_to_box
+    from vision.sources import open_source
+
+    if not MEDIA.exists():
+        pytest.skip(NO_MEDIA)
+    shared = make_pipeline(track=False)
+    with open_source(str(media_path("2_worker_hivis_hardhat_phone_call_warehouse.mp4")), fps=5) as source:
+        image = next(iter(source)).image
+    box = shared.detector.detect(image).of("person").xyxy[0]
+    assert box[3] > 0.97 * image.shape[0]  # reaches the bottom edge
+    pose = shared.pose.estimate(image, box)
+    assert pose is not None
+    hips = pose.keypoints[[L_HIP, R_HIP]]
+    assert (hips[:, 1] > box[3]).all()  # below the picture
+    assert not _belongs_to_box(pose.keypoints, pose.visibility, box)  # what rejected him before
