@@ -76,12 +76,12 @@ CHAIR_SITE = ROOT / "examples" / "chair_clip.yaml"
 LEVERS = (
     "motion", "reuse", "reusebox", "track", "wrist", "cropsK", "zones", "everyK", "threadsN", "workersN",
     "pair", "slow", "ov", "ovq", "imgszN", "wristszN", "wristnative", "retry", "clock", "rect",
-    "budget", "budgetN", "decodeN", "videosz", "videoszN", "queueN",
+    "budget", "budgetN", "decodeN", "videosz", "videoszN", "queueN", "backoff",
 )  # fmt: skip
 SINGLE_LEVERS = (
     "motion", "every2", "every3", "every3+slow", "reuse", "track", "wrist", "crops5", "zones", "threads2",
-    "workers2", "pair", "retry", "budget", "decode1", "videosz", "rect", "rect+wristnative", "ov", "ovq",
-    "ovq+wristnative",
+    "workers2", "pair", "retry", "retry+backoff", "budget", "decode1", "videosz", "rect", "rect+wristnative",
+    "ov", "ovq", "ovq+wristnative",
 )  # fmt: skip
 STAGE_ORDER = ("decode", "motion", "detect", "track", "pose", "wrist", "features", "rules")
 
@@ -158,7 +158,7 @@ class Variant:
             v.decode_threads = WorkerOptions.decode_threads
         for sign, lever in zip(parts[1::2], parts[2::2]):
             on = sign == "+"
-            if on and mode == "plain":
+            if on and v.mode == "plain":  # once: later levers must not undo the earlier ones
                 v.mode = "fast"  # levers need the fast path; switch every default one off first
                 v.overrides.update(
                     motion_gate=False,
@@ -213,6 +213,8 @@ class Variant:
                 v.overrides["pose_budget"] = Defaults.pose_budget if on else 0
             elif re.fullmatch(r"budget\d+", lever):
                 v.overrides["pose_budget"] = int(lever[6:]) if on else 0
+            elif lever == "backoff":  # a box without a body waits twice as long after each miss in a row
+                v.overrides["pose_retry_doublings"] = Defaults.pose_retry_doublings if on else 0
             elif lever == "clock":  # the pose schedule counts analysed frames when the service falls behind
                 v.overrides["frame_clock"] = on
             elif lever == "ov":  # the OpenVINO export of the same weights (any input size)

@@ -32,6 +32,11 @@ def test_variant_names_switch_the_levers_they_name():
     assert Variant.parse("fast+queue4").queue_size == 4 and Variant.parse("fast").queue_size is None
     alone = Variant.parse("plain+videosz").overrides
     assert alone["video_imgsz"] == 544 and alone["pose_budget"] == 0
+    # Two levers on plain: both stay on (the second used to switch the first off again).
+    both = Variant.parse("plain+retry+backoff").overrides
+    assert both["pose_retry_s"] == 0.6 and both["pose_retry_doublings"] == 2 and both["pose_budget"] == 0
+    assert Variant.parse("plain+every3+slow").overrides["detect_every"] == 3
+    assert Variant.parse("fast-backoff").overrides == {"pose_retry_doublings": 0}
 
 
 def test_the_frame_rate_is_met_by_40_counted_or_by_every_camera_keeping_up():

@@ -51,6 +51,7 @@ ALL_OFF = dict(
     wrist_imgsz=640,
     wrist_native=False,
     pose_retry_s=0.0,
+    pose_retry_doublings=0,
     pose_budget=0,
     video_imgsz=640,
 )
@@ -489,14 +490,14 @@ class _OneBox:
 
 
 def _retry_run(
-    step: float, dt: float = 0.2, pose: object = None, **options: object
+    step: float, dt: float = 0.2, pose: object = None, n: int = 10, **options: object
 ) -> tuple[Any, PipelineOptions]:
-    """Ten frames `dt` apart (0.2: every frame of 5 fps; more: a service that falls behind), every
+    """`n` frames `dt` apart (0.2: every frame of 5 fps; more: a service that falls behind), every
     frame different so nothing is skipped for stillness."""
     rng = np.random.default_rng(0)
     pose = _NoBody() if pose is None else pose
     p = Pipeline(_OneBox(step), pose, PipelineOptions(fps=5.0, **{**ALL_OFF, **options}))  # type: ignore[arg-type]
-    for i in range(10):
+    for i in range(n):
         p.process(Frame("cam", dt * i, i, rng.integers(0, 255, (360, 640, 3), dtype=np.uint8)))
     return pose, p.options
 
@@ -509,6 +510,27 @@ def test_a_box_without_a_body_is_posed_again_only_after_pose_retry_s():
     assert plain.estimates == 10 and "pose_retry_wait" not in o.counts
     off, _ = _retry_run(0.0, pose_retry_s=0.0)
     assert off.estimates == 10
+
+
+def test_a_box_without_a_body_waits_longer_after_each_miss_in_a_row():
+    """A worker hidden behind a screen: asked at 0 and 0.6 s, then 1.2 s later, then every 2.4 s
+    (`pose_retry_doublings` 2): frames 0, 3, 9, 21 of 30; with one doubling every 1.2 s after the
+    second miss. A box that finds a body starts again from 0.6 s (`_Body`, never waiting)."""
+    default, _ = _retry_run(0.0, n=30, pose_retry_s=0.6, pose_retry_doublings=2)
+    assert default.estimates == 4
+    once, _ = _retry_run(0.0, n=30, pose_retry_s=0.6, pose_retry_doublings=1)
+    assert once.estimates == 6  # frames 0, 3, 9, 15, 21, 27
+    assert PipelineOptions().pose_retry_doublings == 2 and PipelineOptions(plain=True).retry_s == 0.0
+
+    class _FoundOnce(_NoBody):
+        """No body, except on the fourth ask."""
+
+        def estimate(self, image, box):  # noqa: ANN001, ANN202 - PoseEstimator's signature
+            self.estimates += 1
+            return _Body().pose if self.estimates == 4 else None
+
+    once_found, _ = _retry_run(0.0, n=30, pose=_FoundOnce(), pose_retry_s=0.6, pose_retry_doublings=2)
+    assert once_found.estimates == 6  # frames 0, 3, 9, 21 (found), then 22 and 25 (0.6 s again)
 
 
 class _Body:
@@ -566,6 +588,10 @@ def test_a_box_that_moves_is_posed_again_at_once():
     # 30 px a frame is more than pose_retry_shift (10 %) of the 240-px box: asked every frame.
     pose, o = _retry_run(30.0, pose_retry_s=0.6)
     assert pose.estimates == 10 and "pose_retry_wait" not in o.counts
+    # After misses in a row the move must double too (20 %, then 40 % of the box: 48 and 96 px):
+    # the jitter of a half-hidden box is not a move. Asked on frames 0, 1, 3 and 7.
+    backoff, o = _retry_run(30.0, pose_retry_s=0.6, pose_retry_doublings=2)
+    assert backoff.estimates == 4 and o.counts["pose_retry_wait"] == 6
 
 
 @pytest.mark.media

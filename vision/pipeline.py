@@ -187,6 +187,10 @@ class PipelineOptions:
     pose_budget_shift: float = 0.1  # ... while their box moves less than this share of their height
     pose_retry_s: float = 0.6  # after a full estimate found no body in a track's box, wait this long ...
     pose_retry_shift: float = 0.1  # ... unless the box moved or grew by more than this share of its height
+    # Both double after each further miss in a row, this many times at most (0.6 s and 10 % of the
+    # height, then 1.2 s and 20 %, then 2.4 s and 40 %): a worker hidden behind a screen is asked
+    # less and less often, and the jitter of a half-hidden box no longer counts as a move.
+    pose_retry_doublings: int = 2
     # The ages above (reuse, track, refresh, retry) count this camera's analysed frames at `fps`
     # where that is less than the seconds passed: a box that falls behind keeps the 5 fps schedule.
     frame_clock: bool = True
@@ -281,6 +285,7 @@ class _PoseMemo:
     full_t: float = 0.0  # when MediaPipe's full estimate (its person detector included) last ran
     frame: int = 0  # the camera's analysed frame of `t` ...
     full_frame: int = 0  # ... and of `full_t` (`Pipeline._age`)
+    misses: int = 0  # full estimates in a row, up to `t`, that found no body in the box
 
 
 @dataclass
@@ -590,13 +595,15 @@ class Pipeline:
         ):
             o.count("pose_reused")
             return _carried(memo, person.box)
+        backoff = 2.0 ** min(max(memo.misses - 1, 0), o.pose_retry_doublings) if memo is not None else 1.0
         if (
             o.retry_s > 0
             and memo is not None
             and memo.pose is None
             and memo.full_t == memo.t
-            and self._age(t, memo.t, memo.frame) < o.retry_s - 1e-6  # frame times are sums of floats
-            and np.abs(person.box - memo.box).max() <= o.pose_retry_shift * max(person.height_px, 1.0)
+            and self._age(t, memo.t, memo.frame) < backoff * o.retry_s - 1e-6  # times are sums of floats
+            and np.abs(person.box - memo.box).max()
+            <= backoff * o.pose_retry_shift * max(person.height_px, 1.0)
         ):
             o.count("pose_retry_wait")  # no body in this box a moment ago: do not ask again yet
             return None, []
@@ -656,6 +663,7 @@ class Pipeline:
                 full_t,
                 self._frame_no,
                 full_frame,
+                (memo.misses if memo is not None else 0) + 1 if pose is None and full_t == t else 0,
             )
         return pose, wrist
 
