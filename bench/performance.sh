@@ -15,7 +15,7 @@ PLAIN=""
 [ -n "${PLAIN_FROM:-}" ] && PLAIN="--plain-from $PLAIN_FROM"
 mkdir -p out
 .venv/bin/python bench/throughput.py --streams 8 --seconds "$RUN" --warmup 12 \
-    --mode plain,fast,fast-backoff,fast-videosz,fast-budget,fast+queue2,fast-rect,fast+ovq --repeat 2 --levers \
+    --mode plain,fast,fast-strain,fast-backoff,fast-videosz,fast-budget,fast+queue2,fast-rect,fast+ovq --repeat 2 --levers \
     --json out/throughput.json
 # shellcheck disable=SC2086  # $PLAIN is empty or two words
 .venv/bin/python bench/accuracy_levers.py $PLAIN \

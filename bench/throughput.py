@@ -76,7 +76,7 @@ CHAIR_SITE = ROOT / "examples" / "chair_clip.yaml"
 LEVERS = (
     "motion", "reuse", "reusebox", "track", "wrist", "cropsK", "zones", "everyK", "threadsN", "workersN",
     "pair", "slow", "ov", "ovq", "imgszN", "wristszN", "wristnative", "retry", "clock", "rect",
-    "budget", "budgetN", "decodeN", "videosz", "videoszN", "queueN", "backoff",
+    "budget", "budgetN", "decodeN", "videosz", "videoszN", "queueN", "backoff", "strain", "strainN",
 )  # fmt: skip
 SINGLE_LEVERS = (
     "motion", "every2", "every3", "every3+slow", "reuse", "track", "wrist", "crops5", "zones", "threads2",
@@ -215,6 +215,10 @@ class Variant:
                 v.overrides["pose_budget"] = int(lever[6:]) if on else 0
             elif lever == "backoff":  # a box without a body waits twice as long after each miss in a row
                 v.overrides["pose_retry_doublings"] = Defaults.pose_retry_doublings if on else 0
+            elif lever == "strain":  # a camera falling behind sheds pose work (budget 2) before frames
+                v.overrides["strain_waiting"] = Defaults.strain_waiting if on else 10**6
+            elif re.fullmatch(r"strain\d+", lever):  # ... from this many waiting frames on
+                v.overrides["strain_waiting"] = int(lever[6:]) if on else 10**6
             elif lever == "clock":  # the pose schedule counts analysed frames when the service falls behind
                 v.overrides["frame_clock"] = on
             elif lever == "ov":  # the OpenVINO export of the same weights (any input size)

@@ -164,6 +164,12 @@ class FrameQueue:
         with self._cond:
             return len(self._items)
 
+    @property
+    def frames(self) -> int:
+        """The frames waiting (the END marker not counted)."""
+        with self._cond:
+            return sum(item is not END for item in self._items)
+
 
 class ModelAnalysers:
     """The shared models: a Detector and a PoseEstimator per inference thread, a `Pipeline` per camera.
@@ -253,6 +259,16 @@ class CameraAnalyser:
     def __call__(self, frame: Frame, boxes: Boxes | None = None) -> FrameObservation:
         self.pipeline.detector, self.pipeline.pose = self.models.models()
         return self.pipeline.process(frame, boxes)
+
+    @property
+    def waiting(self) -> int:
+        return self.pipeline.waiting
+
+    @waiting.setter
+    def waiting(self, frames: int) -> None:
+        """How many of the camera's frames wait behind the next one (`Pipeline.waiting`: under
+        strain the pose budget sheds work before frames are dropped)."""
+        self.pipeline.waiting = frames
 
     def needs_detection(self, frame: Frame) -> bool:
         return self.pipeline.needs_detection(frame)
@@ -592,6 +608,8 @@ class CameraWorker:
                 if self._analyser is None:
                     self._analyser = self.analysers(self.camera)
                 self._apply_approvals(frame.t, at)
+                if hasattr(self._analyser, "waiting"):  # a pipeline that sheds pose work under strain
+                    self._analyser.waiting = self.queue.frames  # type: ignore[attr-defined]
                 started = time.perf_counter()
                 obs = self._analyser(frame) if boxes is None else self._analyser(frame, boxes)  # type: ignore[call-arg]
                 events = self._rules.update(obs, frame.image)

@@ -639,12 +639,15 @@ class _Crowd:
         return Boxes(boxes, np.full(6, 0.9), ["person"] * 6)
 
 
-def _crowd_run(walker: int | None = None, **options: object) -> tuple[list[dict[int, bool]], list[int]]:
+def _crowd_run(
+    walker: int | None = None, waiting: int = 0, **options: object
+) -> tuple[list[dict[int, bool]], list[int]]:
     """Nine frames of the crowd: per frame, each track's "posed now" (a landmark model ran for
-    it), and the landmark runs of that frame."""
+    it), and the landmark runs of that frame. `waiting`: the camera's frames waiting behind each."""
     rng = np.random.default_rng(0)
     pose = _Body()
     p = Pipeline(_Crowd(walker), pose, PipelineOptions(fps=5.0, **{**ALL_OFF, **TRACK_ONLY, **options}))  # type: ignore[arg-type]
+    p.waiting = waiting
     posed, runs = [], []
     for i in range(9):
         before = pose.estimates + pose.follows
@@ -671,6 +674,25 @@ def test_a_pose_budget_poses_a_still_crowd_in_turns_and_a_mover_on_every_frame()
     for options in ({"pose_budget": 0}, {"pose_budget": 2, "plain": True}):
         posed, runs = _crowd_run(**options)
         assert runs == [6] * 9
+
+
+def test_a_camera_that_falls_behind_sheds_pose_work_before_frames():
+    """With two or more of its frames waiting (`Pipeline.waiting`, set by the service), a camera's
+    budget drops to two landmark runs a frame and a still person keeps landmarks up to 0.8 s old:
+    the crowd of six is posed two at a time, each at least every third frame. One frame waiting
+    changes nothing, nor does strain without a budget."""
+    _, runs = _crowd_run(pose_budget=4)
+    assert runs[1:] == [4] * 8
+    posed, runs = _crowd_run(pose_budget=4, waiting=2)
+    assert runs[0] == 6 and runs[1:] == [2] * 8
+    for track in posed[0]:
+        frames_posed = [i for i, f in enumerate(posed) if f[track]]
+        assert max(np.diff(frames_posed)) <= 3, (track, frames_posed)
+    assert _crowd_run(pose_budget=4, waiting=1)[1][1:] == [4] * 8
+    assert _crowd_run(pose_budget=0, waiting=5)[1] == [6] * 9
+    # A mover is still posed on every frame.
+    posed, runs = _crowd_run(walker=2, pose_budget=4, waiting=3)
+    assert len([k for k in posed[0] if all(f[k] for f in posed)]) == 1 and runs[1:] == [3] * 8
 
 
 class _Office:

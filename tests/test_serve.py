@@ -640,6 +640,9 @@ def test_model_analysers_load_one_model_set_per_inference_thread() -> None:
     assert got["t0"][0] == (analysers.detector, analysers.pose)
     assert got["t1"][0][0] is not analysers.detector and got["t1"][0][1] is not analysers.pose
     assert analysers.sets == 2
+    camera = analysers(Camera(id="c", source="demo"))
+    camera.waiting = 3  # type: ignore[attr-defined]  # what the worker sets before each frame
+    assert camera.pipeline.waiting == 3  # type: ignore[attr-defined]
 
 
 class PairingAnalysers(ReplayAnalysers):
@@ -737,3 +740,49 @@ def test_serve_decodes_each_camera_on_its_decode_threads(
         assert next(iter(source)).image.size > 0
         source.close()
     assert asked == [1, None]
+
+
+class StrainedAnalysers(ReplayAnalysers):
+    """ReplayAnalysers whose analysis is slow (capture gets ahead) and that, like `CameraAnalyser`,
+    take the number of the camera's frames waiting (`waiting`) before each frame; noted per call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting_seen: list[int] = []
+
+    def __call__(self, camera: Camera) -> Any:
+        replay = super().__call__(camera)
+        outer = self
+
+        class Analyser:
+            waiting = -1
+
+            def __call__(self, frame: Frame) -> FrameObservation:
+                outer.waiting_seen.append(self.waiting)
+                time.sleep(0.01)
+                return replay(frame)
+
+        return Analyser()
+
+
+@pytest.mark.media
+def test_the_worker_tells_the_analyser_how_many_frames_wait_behind_each(tmp_path: Path) -> None:
+    """Before each frame the worker hands the camera's analyser the frames still waiting in its
+    queue (`Pipeline.waiting`: from two on, the pose budget sheds work before frames are dropped).
+    The capture runs ahead of this slow analyser, so the queue fills to its size, and drains to 0
+    at the end of the file."""
+    chair = str(media_path(CHAIR))
+    site_path = write_site(tmp_path, "strain", {"a": chair})
+    analysers = StrainedAnalysers()
+    options = WorkerOptions(queue_size=4)
+    service = build_service(
+        site_path, db=f"sqlite:///{tmp_path / 'site.db'}", out_dir=tmp_path / "media", realtime=False,
+        analysers=analysers, worker_options=options,
+    )  # fmt: skip
+    with service:
+        worker = service.pool.workers["a"]
+        wait_until(lambda: worker.ended, 120, "the camera to reach the end of its file")
+    seen = analysers.waiting_seen
+    assert len(seen) > 50 and -1 not in seen
+    assert max(seen) >= 2 and all(0 <= n <= options.queue_size for n in seen)
+    assert seen[-1] == 0

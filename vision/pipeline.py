@@ -87,6 +87,12 @@ it in the latest runs (docs/performance.md):
   cost is also its frame rate: at 8 cameras it was analysed at 4.1-4.7 frames a second without the
   budget and 4.9 with it. (With frames detected at 640, it once split the office's sitting into two
   more pieces, 1.9 points of video F1; at 512 the evaluation is the same with or without it.)
+* `pose_budget_strained` (2) and `pose_budget_strained_max_s` (0.8 s): the budget while the
+  camera falls behind (`Pipeline.waiting`, set by the service: at least `strain_waiting` more of
+  its frames wait behind this one). A camera's frames are analysed one at a time, and the capture
+  thread drops the oldest waiting frame when its queue is full; a dropped frame loses every
+  person's observation, while a still person's landmarks kept two frames longer lose little. So
+  under load the pose work is shed first.
 * `pose_filter` (`serve` sets `zone_pose_filter` for a camera with zones):
   pose only for persons standing in a post, standby, staff-only or work zone.
 
@@ -185,6 +191,10 @@ class PipelineOptions:
     pose_budget: int = 4  # landmark runs a frame of a camera; 0: no limit
     pose_budget_max_s: float = 0.4  # beyond it, keep a still person's landmarks at most this long ...
     pose_budget_shift: float = 0.1  # ... while their box moves less than this share of their height
+    # While `Pipeline.waiting` >= `strain_waiting` (the camera falls behind): this budget and age.
+    strain_waiting: int = 2
+    pose_budget_strained: int = 2
+    pose_budget_strained_max_s: float = 0.8
     pose_retry_s: float = 0.6  # after a full estimate found no body in a track's box, wait this long ...
     pose_retry_shift: float = 0.1  # ... unless the box moved or grew by more than this share of its height
     # Both double after each further miss in a row, this many times at most (0.6 s and 10 % of the
@@ -347,6 +357,9 @@ class Pipeline:
         self._posture = LabelVote(self.options.posture_window_s)
         self._width = 1
         self._frame_no = 0
+        # Frames of this camera waiting behind the one being analysed: the service sets it (module
+        # doc, `pose_budget_strained`); a caller that never falls behind leaves it at 0.
+        self.waiting = 0
 
     @property
     def detect_conf(self) -> float:
@@ -422,12 +435,16 @@ class Pipeline:
         people = [PersonObservation(int(i), np.array(box, float), conf) for i, box, conf in tracks]  # copies
         wrists: dict[int, list[Detection]] = {}
         runs = 0  # landmark runs on this frame, against the pose budget
-        for k in self._pose_order(people, frame.t):
+        budget, keep_s = o.budget, o.pose_budget_max_s
+        if budget > 0 and self.waiting >= o.strain_waiting:
+            budget, keep_s = min(budget, max(1, o.pose_budget_strained)), o.pose_budget_strained_max_s
+            o.count("frames_strained")
+        for k in self._pose_order(people, frame.t, budget):
             person = people[k]
             if pose_filter is not None and not pose_filter(person.box, obs):
                 o.count("pose_filtered")
                 continue
-            carry = 0 < o.budget <= runs
+            carry = keep_s if 0 < budget <= runs else None
             pose, wrists[k] = self._pose_and_wrists(image, person, frame.t, small, carry=carry)
             runs += self._posed_now(person.track_id)
             if pose is not None:
@@ -559,10 +576,10 @@ class Pipeline:
 
     # -- pose and hands ----------------------------------------------------------------------------
 
-    def _pose_order(self, people: list[PersonObservation], t: float) -> list[int]:
+    def _pose_order(self, people: list[PersonObservation], t: float, budget: int) -> list[int]:
         """The order persons are posed in: as detected, or under a pose budget those never posed
         (or without a body last time) first, then those whose landmarks are oldest."""
-        if self.options.budget <= 0 or self.tracker is None or len(people) <= self.options.budget:
+        if budget <= 0 or self.tracker is None or len(people) <= budget:
             return list(range(len(people)))
 
         def due(k: int) -> tuple[int, float]:
@@ -579,11 +596,11 @@ class Pipeline:
         person: PersonObservation,
         t: float,
         small: np.ndarray | None,
-        carry: bool = False,
+        carry: float | None = None,
     ) -> tuple[Pose | None, list[Detection]]:
         """The person's landmarks and wrist-crop detections: estimated, or reused when nothing moved,
-        or (`carry`: this frame's pose budget is spent) kept from a recent pose when the box barely
-        moved. Only a landmark run writes the track's memo (`_posed_now`)."""
+        or (`carry`: this frame's pose budget is spent) kept from a pose at most `carry` seconds old
+        when the box barely moved. Only a landmark run writes the track's memo (`_posed_now`)."""
         o = self.options
         memo = self._memo.get(person.track_id) if self.tracker is not None else None
         still = self._still_for(person, t) if o.reusing else 0.0
@@ -608,10 +625,10 @@ class Pipeline:
             o.count("pose_retry_wait")  # no body in this box a moment ago: do not ask again yet
             return None, []
         if (
-            carry
+            carry is not None
             and memo is not None
             and memo.pose is not None
-            and self._age(t, memo.t, memo.frame) <= o.pose_budget_max_s + 1e-6
+            and self._age(t, memo.t, memo.frame) <= carry + 1e-6
             and np.abs(person.box - memo.box).max() <= o.pose_budget_shift * max(person.height_px, 1.0)
         ):
             o.count("pose_budgeted")  # posed a moment ago and barely moved: the others go first
