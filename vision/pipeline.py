@@ -70,7 +70,10 @@ it in the latest runs (docs/performance.md):
   track is not posed again for this long unless its box moves or grows by more
   than `pose_retry_shift` of its height. Each failed estimate costs two
   MediaPipe runs (both crops of `PoseEstimator.attempts`); in the open-plan
-  office a third of the estimates failed, frame after frame.
+  office a third of the estimates failed, frame after frame. After each further
+  miss in a row the wait and the move both double, `pose_retry_doublings` (2)
+  times at most: a half-hidden worker's box jitters by 15-70 % of its height
+  from frame to frame, which read as a move.
 * `frame_clock` (on): the ages above (tracking's gap and refresh, reuse, retry) count this
   camera's analysed frames at `fps` where that is less than the seconds passed. A service that
   falls behind (each camera analysed once in a second or more) otherwise found every track too old
