@@ -622,8 +622,7 @@ class Pipeline:
             and memo.pose is None
             and memo.full_t == memo.t
             and self._age(t, memo.t, memo.frame) < backoff * o.retry_s - 1e-6  # times are sums of floats
-            and np.abs(person.box - memo.box).max()
-            <= backoff * o.pose_retry_shift * max(person.height_px, 1.0)
+            and _barely_moved(person.box, memo.box, backoff * o.pose_retry_shift, person.height_px)
         ):
             o.count("pose_retry_wait")  # no body in this box a moment ago: do not ask again yet
             return None, []
@@ -632,7 +631,7 @@ class Pipeline:
             and memo is not None
             and memo.pose is not None
             and self._age(t, memo.t, memo.frame) <= carry + 1e-6
-            and np.abs(person.box - memo.box).max() <= o.pose_budget_shift * max(person.height_px, 1.0)
+            and _barely_moved(person.box, memo.box, o.pose_budget_shift, person.height_px)
         ):
             o.count("pose_budgeted")  # posed a moment ago and barely moved: the others go first
             return _carried(memo, person.box)
@@ -716,8 +715,7 @@ class Pipeline:
         """
         o = self.options
         rest = self._still_since.get(person.track_id)
-        height = max(person.height_px, 1.0)
-        if rest is None or np.abs(person.box - rest[1]).max() > o.pose_reuse_shift * height:
+        if rest is None or not _barely_moved(person.box, rest[1], o.pose_reuse_shift, person.height_px):
             self._still_since[person.track_id] = (t, person.box.copy())
             return 0.0
         return t - rest[0]
@@ -729,8 +727,7 @@ class Pipeline:
             return False
         if memo.small.shape != small.shape:
             return False
-        height = max(float(memo.box[3] - memo.box[1]), 1.0)
-        if np.abs(np.asarray(box, float) - memo.box).max() > o.pose_reuse_shift * height:
+        if not _barely_moved(np.asarray(box, float), memo.box, o.pose_reuse_shift, memo.box[3] - memo.box[1]):
             return False
         scale = small.shape[1] / max(self._width, 1)
         x1, y1, x2, y2 = _small_rect(np.asarray(box, float), memo.box, scale, small.shape)
@@ -846,6 +843,12 @@ def _centre(box: np.ndarray) -> np.ndarray:
 def _shifted(d: Detection, shift: np.ndarray) -> Detection:
     offset = np.array([shift[0], shift[1], shift[0], shift[1]], float)
     return Detection(d.label, d.confidence, d.box + offset, d.source)
+
+
+def _barely_moved(box: np.ndarray, since: np.ndarray, share: float, height: float) -> bool:
+    """No corner of `box` moved from `since` by more than `share` of `height` (at least a pixel):
+    the one test of "still" behind pose reuse, the budget's carry and the retry's wait."""
+    return bool(np.abs(box - since).max() <= share * max(float(height), 1.0))
 
 
 def _carried(memo: _PoseMemo, box: np.ndarray) -> tuple[Pose | None, list[Detection]]:

@@ -116,6 +116,7 @@ class PoseEstimator:
         that belongs to this box (a neighbour's body in the margin is rejected; a box that touches
         the frame's edge is open beyond it, `_beyond`, as for a followed pose). The pose's
         `aux` holds the alignment points of the square MediaPipe's landmark model ran on."""
+        judged = _beyond(box, image)
         for pad, margin in self.attempts:
             x0, y0, side = padded_square(box, pad, image.shape[:2])
             keep = None if margin is None else grow(box, margin)
@@ -129,7 +130,7 @@ class PoseEstimator:
             kp = np.array([[p.x, p.y] for p in lm], dtype=float) * side + np.array([x0, y0], float)
             vis = np.array([p.visibility for p in lm], dtype=float)
             world = np.array([[p.x, p.y, p.z] for p in result.pose_world_landmarks.landmark], dtype=float)
-            if _belongs_to_box(kp, vis, _beyond(box, image)):
+            if _belongs_to_box(kp, vis, judged):
                 return Pose(kp, world, vis, _alignment_points(result.pose_rect_from_detection, x0, y0, side))
         return None
 
