@@ -392,7 +392,16 @@ def test_webhooks_are_signed_and_retried_with_backoff(db_url: str) -> None:
         refusing.wait_for(lambda r: r["event"] == "alert.opened")
         time.sleep(0.3)
         assert len(refusing.received) == 1  # a 400 is not retried; closed events are not wanted there
-        stats = {s["url"]: s for s in sender.stats()}
+
+        # The sender counts a delivery once the receiver's answer is back, which on a busy machine
+        # can come after the receiver has noted it: wait for the count (up to 5 s), then check it.
+        def counted() -> dict[str, dict[str, Any]]:
+            return {s["url"]: s for s in sender.stats()}
+
+        deadline = time.monotonic() + 5.0
+        while counted()[flaky.url]["delivered"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stats = counted()
         assert stats[flaky.url]["delivered"] == 2 and stats[refusing.url]["failed"] == 1
     finally:
         sender.close()
