@@ -76,7 +76,7 @@ CHAIR_SITE = ROOT / "examples" / "chair_clip.yaml"
 LEVERS = (
     "motion", "reuse", "reusebox", "track", "wrist", "cropsK", "zones", "everyK", "threadsN", "workersN",
     "pair", "slow", "ov", "ovq", "imgszN", "wristszN", "wristnative", "retry", "clock", "rect",
-    "budget", "budgetN", "decodeN", "videosz", "videoszN", "queueN", "backoff", "strain", "strainN",
+    "budget", "budgetN", "decodeN", "videosz", "videoszN", "queueN", "backoff", "strain", "strainN", "lean",
 )  # fmt: skip
 SINGLE_LEVERS = (
     "motion", "every2", "every3", "every3+slow", "reuse", "track", "wrist", "crops5", "zones", "threads2",
@@ -101,6 +101,8 @@ class Variant:
     pairs: bool = False  # two cameras' frames detected in one call
     # The TFLite export at each picture's own aspect (`vision.litert`); None: as the mode has it.
     rect: bool | None = None
+    # The resized TFLite export called without Ultralytics' predictor (`LiteRTShapes.detect`).
+    lean: bool = True
     workers: int = 1  # inference threads, each with its own models (`fast`: serve's default)
     decode_threads: int = 0  # FFmpeg's threads per camera (0: its choice; `fast`: serve's default, 1)
     queue_size: int | None = None  # frames waiting per camera (None: WorkerOptions' default)
@@ -201,6 +203,8 @@ class Variant:
                 v.pairs = on
             elif lever == "rect":  # the TFLite export at each frame's own aspect (vision.litert)
                 v.rect = on
+            elif lever == "lean":  # that resized export called without Ultralytics' predictor
+                v.lean = on
             elif re.fullmatch(r"queue\d+", lever):  # frames a camera may have waiting before it drops
                 v.queue_size = int(lever[5:]) if on else None
             elif re.fullmatch(r"decode\d+", lever):  # FFmpeg's threads per camera (0: one a core)
@@ -370,6 +374,7 @@ def measure(variant: Variant, streams: int, seconds: float, warmup: float, weigh
             mode=variant.mode,
             detector_threads=variant.threads,
             tflite_any_size=variant.rect,
+            lean_detector=variant.lean,
             options=variant.options_factory(stages_ms, counts),
         )
         load_s = time.perf_counter() - t_load

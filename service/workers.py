@@ -180,8 +180,9 @@ class ModelAnalysers:
     camera's pipeline (its tracker and memories) is used by one thread at a time (the pool claims the
     camera), with the models of whichever thread that is. `mode` is the pipeline's (`fast`: the lever
     defaults plus pose only in the camera's zones; `plain`: every lever off), `options` replaces it
-    with a per-camera factory (the benchmark's lever variants), and `detector_threads` sets the
-    TFLite interpreter's threads (docs/performance.md).
+    with a per-camera factory (the benchmark's lever variants), `detector_threads` sets the
+    TFLite interpreter's threads and `lean_detector` off calls the resized TFLite export through
+    Ultralytics' predictor (docs/performance.md).
     """
 
     def __init__(
@@ -191,6 +192,7 @@ class ModelAnalysers:
         mode: str = "fast",
         detector_threads: int | None = None,
         tflite_any_size: bool | None = None,
+        lean_detector: bool = True,
         options: Callable[[Camera], PipelineOptions] | None = None,
     ) -> None:
         from vision.pipeline import MODES
@@ -200,6 +202,7 @@ class ModelAnalysers:
         self.weights = weights
         self.detector_threads = detector_threads
         self.tflite_any_size = any_size_for(mode) if tflite_any_size is None else tflite_any_size
+        self.lean_detector = lean_detector
         self.detector, self.pose = self._load()
         self._spare: list[tuple[Detector, PoseEstimator]] = [(self.detector, self.pose)]
         self._local = threading.local()
@@ -212,7 +215,12 @@ class ModelAnalysers:
         from vision.detect import Detector
         from vision.pose import PoseEstimator
 
-        detector = Detector(self.weights, threads=self.detector_threads, tflite_any_size=self.tflite_any_size)
+        detector = Detector(
+            self.weights,
+            threads=self.detector_threads,
+            tflite_any_size=self.tflite_any_size,
+            lean=self.lean_detector,
+        )
         return detector, PoseEstimator()
 
     @property

@@ -163,3 +163,38 @@ def test_square_reads_a_picture_as_the_export_does_and_keeps_the_man_at_the_edge
     assert len(people(own.detect(image), line)) == 3
     assert np.allclose(people(own.detect(image, square=True), line), square, atol=0.5)
     assert (640, 640) in own._shapes._interpreters and (640, 480) in own._shapes._interpreters
+
+
+@pytest.mark.media
+def test_the_lean_call_gives_ultralytics_boxes_bit_for_bit():
+    """`LiteRTShapes.detect` (letterbox, input, best-class filter, class-aware NMS, scaling back,
+    without Ultralytics' predictor) against Ultralytics' own predict on the same interpreters:
+    whole frames of four real clips at their own aspect and in the square, person crops of odd
+    shapes at 320 with the wrist-crop threshold, bus.jpg, and a grey picture with nothing in it.
+    Every box, score and label is the same to the last bit."""
+    from vision.detect import Detector
+
+    own = Detector(str(tflite_weights()))
+    assert own._shapes is not None
+    calls = [(bus(), {}), (bus(), {"square": True}), (np.full((360, 640, 3), 114, np.uint8), {})]
+    for name in (
+        "DE_intel_worker-zone-detection.mp4",
+        "2_worker_hivis_hardhat_phone_call_warehouse.mp4",
+        "A_effiscan_person_chair_sit_stand_leave.mp4",
+        "3_kinetics_saluting_three_men.mp4",
+    ):
+        for k in (3, 12):
+            image = frame_at(name, k)
+            calls += [(image, {}), (image, {"square": True})]
+            for x1, y1, x2, y2 in own.detect(image).of("person").xyxy.astype(int):
+                calls.append((image[max(0, y1) : y2, max(0, x1) : x2 + 7], {"imgsz": 320, "conf": 0.1}))
+    assert len(calls) >= 25
+    found = 0
+    for image, kw in calls:
+        lean = own.detect(image, **kw)
+        size = kw.get("imgsz", own.imgsz)
+        full = own._predict(image, size, kw.get("conf", own.conf), kw.get("square", False))
+        assert lean.labels == full.labels, (image.shape, kw)
+        assert np.array_equal(lean.xyxy, full.xyxy) and np.array_equal(lean.confidence, full.confidence)
+        found += len(lean)
+    assert found > 40

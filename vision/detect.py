@@ -241,8 +241,10 @@ class Detector:
         conf: float = 0.25,
         threads: int | None = None,
         tflite_any_size: bool = True,
+        lean: bool = True,
     ) -> None:
         self.weights = resolve_weights(weights)
+        self.lean = lean
         self.imgsz = imgsz
         self.any_size = takes_any_size(self.weights)
         self.conf = conf
@@ -395,10 +397,19 @@ class Detector:
         0.24 at 480x640); grey added around it moved other boxes and broke two real-clip rules.
         """
         size = (imgsz or self.imgsz) if self.any_size else self.imgsz
+        conf = self.conf if conf is None else conf
+        if self._shapes is not None and self.lean:
+            xyxy, scores, ids = self._shapes.detect(image, size, conf, self._wanted_ids, square)
+            return Boxes(xyxy.astype(float), scores.astype(float), [self.names[c] for c in ids])
+        return self._predict(image, size, conf, square)
+
+    def _predict(self, image: np.ndarray, size: int, conf: float, square: bool = False) -> Boxes:
+        """Ultralytics' own predict call: every format but the resized TFLite export, and the check
+        that `vision.litert`'s lean call gives what this gives."""
         result = self.model.predict(
             image,
             imgsz=size,
-            conf=self.conf if conf is None else conf,
+            conf=conf,
             classes=self._wanted_ids,
             rect=not square,
             verbose=False,
