@@ -76,7 +76,8 @@ CHAIR_SITE = ROOT / "examples" / "chair_clip.yaml"
 LEVERS = (
     "motion", "reuse", "reusebox", "track", "wrist", "cropsK", "zones", "everyK", "threadsN", "workersN",
     "pair", "slow", "ov", "ovq", "imgszN", "wristszN", "wristnative", "retry", "clock", "rect",
-    "budget", "budgetN", "decodeN", "videosz", "videoszN", "queueN", "backoff", "strain", "strainN", "lean",
+    "budget", "budgetN", "decodeN", "videosz", "videoszN", "queueN", "backoff", "backoffN", "refreshN",
+    "strain", "strainN", "lean",
 )  # fmt: skip
 SINGLE_LEVERS = (
     "motion", "every2", "every3", "every3+slow", "reuse", "track", "wrist", "crops5", "zones", "threads2",
@@ -219,6 +220,11 @@ class Variant:
                 v.overrides["pose_budget"] = int(lever[6:]) if on else 0
             elif lever == "backoff":  # a box without a body waits twice as long after each miss in a row
                 v.overrides["pose_retry_doublings"] = Defaults.pose_retry_doublings if on else 0
+            elif re.fullmatch(r"backoff\d+", lever):  # ... doubling at most this many times
+                v.overrides["pose_retry_doublings"] = int(lever[7:]) if on else 0
+            elif re.fullmatch(r"refresh\d+", lever):  # a followed pose's full estimate every N seconds
+                every = float(lever[7:]) if on else Defaults.pose_track_refresh_s
+                v.overrides["pose_track_refresh_s"] = every
             elif lever == "strain":  # a camera falling behind sheds pose work (budget 2) before frames
                 v.overrides["strain_waiting"] = Defaults.strain_waiting if on else 10**6
             elif re.fullmatch(r"strain\d+", lever):  # ... from this many waiting frames on

@@ -102,6 +102,45 @@ def test_direct_landmarks_agree_with_mediapipe_on_real_photos():
 
 @pytest.mark.media
 @pytest.mark.model
+def _refine_one_by_one(xy: np.ndarray, heat: np.ndarray) -> np.ndarray:
+    """MediaPipe's RefineLandmarksFromHeatmap written out landmark by landmark: the reference."""
+    from vision.landmarks import HEATMAP_KERNEL, HEATMAP_MIN
+
+    hh, hw, _ = heat.shape
+    half = HEATMAP_KERNEL // 2
+    for i in range(len(xy)):
+        cx, cy = int(xy[i, 0] / INPUT * hw), int(xy[i, 1] / INPUT * hh)
+        x0, x1 = max(cx - half, 0), min(cx + half + 1, hw)
+        y0, y1 = max(cy - half, 0), min(cy + half + 1, hh)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        window = 1 / (1 + np.exp(-heat[y0:y1, x0:x1, i].astype(np.float64)))
+        if window.max() < HEATMAP_MIN:
+            continue
+        xy[i, 0] = (window.sum(axis=0) * np.arange(x0, x1)).sum() / window.sum() / hw * INPUT
+        xy[i, 1] = (window.sum(axis=1) * np.arange(y0, y1)).sum() / window.sum() / hh * INPUT
+    return xy
+
+
+def test_heatmap_refinement_moves_each_landmark_as_mediapipe_does():
+    """All 39 windows at once (`refine_from_heatmap`) against the landmark-by-landmark reference,
+    on random heatmaps with landmarks everywhere, beyond the map's edges included: equal to
+    float32 rounding. Confident windows move their landmark; unsure ones and ones off the map
+    leave it where it was."""
+    from vision.landmarks import refine_from_heatmap
+
+    rng = np.random.default_rng(7)
+    moved = kept = 0
+    for _ in range(60):
+        heat = (rng.normal(0, 2, (64, 64, 39)) + rng.normal(0, 3)).astype(np.float32)
+        xy = rng.uniform(-40, INPUT + 40, (39, 2)).astype(np.float32)
+        got, want = refine_from_heatmap(xy.copy(), heat), _refine_one_by_one(xy.copy(), heat)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-4)
+        same = np.all(got == xy, axis=1)
+        moved, kept = moved + int((~same).sum()), kept + int(same.sum())
+    assert moved > 300 and kept > 300
+
+
 def test_an_empty_square_is_not_a_body():
     if not MEDIA.exists():
         pytest.skip(NO_MEDIA)

@@ -230,7 +230,8 @@ class LandmarkModel:
             inside = np.zeros((INPUT, INPUT), np.uint8)
             poly = corners @ inv[:, :2].T + inv[:, 2]
             cv2.fillConvexPoly(inside, np.round(poly).astype(np.int32), 1)
-            crop[inside == 0] = fill
+            # The crop where the mask is set, grey elsewhere: one pass, not a boolean index (0.6 ms).
+            crop = cv2.copyTo(crop, inside, np.full_like(crop, fill))
         x = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32)[None] / 255.0
         self._it.set_tensor(self._input, x)
         self._it.invoke()
@@ -253,23 +254,30 @@ def refine_from_heatmap(xy: np.ndarray, heat: np.ndarray) -> np.ndarray:
     """MediaPipe's RefineLandmarksFromHeatmap: move each landmark (model-input px) to the
     confidence-weighted mean of the heatmap cells around it, where the heatmap is confident.
 
-    Only each landmark's window is read (39 windows of 7x7 cells, not the 64x64x39 map): the
-    whole map's sigmoid took a third of the time of a followed pose around the network itself.
+    Only each landmark's window is read (39 windows of 7x7 cells, not the 64x64x39 map: the whole
+    map's sigmoid took a third of a followed pose's time around the network), all windows at once
+    (a loop over them took 0.6 ms a pose). Cells of a window beyond the map's edge weigh nothing.
     """
     hh, hw, n = heat.shape
     half = HEATMAP_KERNEL // 2
-    out = xy
-    for i in range(min(n, len(xy))):
-        cx = int(xy[i, 0] / INPUT * hw)
-        cy = int(xy[i, 1] / INPUT * hh)
-        x0, x1 = max(cx - half, 0), min(cx + half + 1, hw)
-        y0, y1 = max(cy - half, 0), min(cy + half + 1, hh)
-        if x0 >= x1 or y0 >= y1:
-            continue
-        window = _sigmoid(heat[y0:y1, x0:x1, i])
-        if float(window.max()) < HEATMAP_MIN:
-            continue
-        total = float(window.sum())
-        out[i, 0] = float(window.sum(axis=0) @ np.arange(x0, x1)) / total / hw * INPUT
-        out[i, 1] = float(window.sum(axis=1) @ np.arange(y0, y1)) / total / hh * INPUT
-    return out
+    m = min(n, len(xy))
+    if m == 0:
+        return xy
+    cx = (xy[:m, 0] / INPUT * hw).astype(int)  # truncated towards zero, as int() does
+    cy = (xy[:m, 1] / INPUT * hh).astype(int)
+    cells = np.arange(HEATMAP_KERNEL) - half
+    gx, gy = cx[:, None] + cells, cy[:, None] + cells  # (m, 7): each window's columns and rows
+    inside = ((gy >= 0) & (gy < hh))[:, :, None] & ((gx >= 0) & (gx < hw))[:, None, :]
+    window = heat[
+        np.clip(gy, 0, hh - 1)[:, :, None], np.clip(gx, 0, hw - 1)[:, None, :], np.arange(m)[:, None, None]
+    ]
+    weight = _sigmoid(window) * inside
+    total = weight.sum(axis=(1, 2))
+    use = inside.any(axis=(1, 2)) & (weight.max(axis=(1, 2)) >= HEATMAP_MIN)
+    if use.any():
+        mean_x = (weight.sum(axis=1) * gx).sum(axis=1)[use] / total[use]
+        mean_y = (weight.sum(axis=2) * gy).sum(axis=1)[use] / total[use]
+        rows = np.flatnonzero(use)
+        xy[rows, 0] = mean_x / hw * INPUT
+        xy[rows, 1] = mean_y / hh * INPUT
+    return xy
