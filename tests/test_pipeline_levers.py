@@ -695,6 +695,51 @@ def test_a_camera_that_falls_behind_sheds_pose_work_before_frames():
     assert len([k for k in posed[0] if all(f[k] for f in posed)]) == 1 and runs[1:] == [3] * 8
 
 
+class _HiddenFirst(_Body):
+    """`_Body`, except that the full estimate finds no body in the leftmost box; full estimates
+    are noted by frame and box."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frame, self.full = 0, []
+
+    def estimate(self, image, box):  # noqa: ANN001, ANN202 - PoseEstimator's signature
+        self.estimates += 1
+        self.full.append((self.frame, float(box[0])))
+        return None if box[0] < 50 else self.pose
+
+
+def test_a_camera_that_falls_behind_refreshes_followed_poses_less_and_asks_a_hidden_box_later():
+    """Six still people over 8 s, the leftmost without a body at every full estimate. Behind
+    (two frames waiting), the followed five get their full estimate every 4 s instead of 2 s, and
+    the hidden box, put last, waits once the budget is spent: asked at most every 2.4 s (the
+    retry's longest wait), never dropped, instead of after 0.6, 1.2 and then every 2.4 s."""
+    options = {**ALL_OFF, **TRACK_ONLY, "pose_budget": 4, "pose_retry_s": 0.6, "pose_retry_doublings": 2}
+
+    def run(waiting: int) -> tuple[_HiddenFirst, dict[str, int]]:
+        rng = np.random.default_rng(0)
+        pose = _HiddenFirst()
+        p = Pipeline(_Crowd(), pose, PipelineOptions(fps=5.0, **options))  # type: ignore[arg-type]
+        p.waiting = waiting
+        for i in range(40):
+            pose.frame = i
+            p.process(Frame("cam", 0.2 * i, i, rng.integers(0, 255, (360, 640, 3), dtype=np.uint8)))
+        return pose, p.options.counts
+
+    on_time, counts = run(0)
+    behind, strained = run(2)
+    assert "pose_strain_wait" not in counts and strained["pose_strain_wait"] > 0
+    hidden = [[f for f, x in pose.full if x < 50] for pose in (on_time, behind)]
+    assert hidden[0] == [0, 3, 9, 21, 33]  # the backoff: 0.6, 1.2, then 2.4 s
+    assert hidden[1][0] == 0 and len(hidden[1]) < len(hidden[0])
+    assert max(np.diff(hidden[1] + [40])) <= 12  # never more than 2.4 s without asking
+    seen = [[f for f, x in pose.full if x > 50] for pose in (on_time, behind)]
+    assert len(seen[1]) < 0.7 * len(seen[0])
+    for pose in (on_time, behind):  # each followed person still gets full estimates
+        for x in 110.0 + 100.0 * np.arange(5):
+            assert sum(1 for _, bx in pose.full if bx == x) >= 2
+
+
 class _Office:
     """Two people at rest and a third, half hidden, whom the detector finds at 0.38: over the
     pipeline's person threshold (0.35), under ByteTrack's new-track threshold (0.4). From call
