@@ -1,5 +1,5 @@
 #!/bin/sh
-# Regenerate docs/performance.md: the throughput benchmark (plain, fast and the OpenVINO variant at
+# Regenerate docs/performance.md: the throughput benchmark (plain, fast, its levers and OpenVINO at
 # 8 live streams, each lever alone on plain, two interleaved repeats), the accuracy of the lever
 # variants against plain, and the page made from both JSON files (40-70 minutes on 2 CPU cores;
 # run it on an otherwise idle box). The `ov` variants convert models/yolov8n_int8.tflite into
@@ -15,7 +15,7 @@ PLAIN=""
 [ -n "${PLAIN_FROM:-}" ] && PLAIN="--plain-from $PLAIN_FROM"
 mkdir -p out
 .venv/bin/python bench/throughput.py --streams 8 --seconds "$RUN" --warmup 12 \
-    --mode plain,fast,fast-strain,fast-backoff,fast-videosz,fast-budget,fast+queue2,fast-rect,fast+ovq --repeat 2 --levers \
+    --mode plain,fast,fast-lean,fast-strain,fast-backoff,fast-videosz,fast-budget,fast+queue2,fast-rect,fast+ovq --repeat 2 --levers \
     --json out/throughput.json
 # shellcheck disable=SC2086  # $PLAIN is empty or two words
 .venv/bin/python bench/accuracy_levers.py $PLAIN \
