@@ -632,27 +632,18 @@ class Pipeline:
         ):
             o.count("pose_reused")
             return _carried(memo, person.box)
-        backoff = 2.0 ** min(max(memo.misses - 1, 0), o.pose_retry_doublings) if memo is not None else 1.0
-        if (
-            o.retry_s > 0
-            and memo is not None
-            and memo.pose is None
-            and memo.full_t == memo.t
-            and self._age(t, memo.t, memo.frame) < backoff * o.retry_s - 1e-6  # times are sums of floats
-            and _barely_moved(person.box, memo.box, backoff * o.pose_retry_shift, person.height_px)
-        ):
-            o.count("pose_retry_wait")  # no body in this box a moment ago: do not ask again yet
-            return None, []
-        if (
-            strained
-            and carry is not None
-            and memo is not None
-            and memo.pose is None
-            and memo.misses > 0
-            and self._age(t, memo.t, memo.frame) < o.retry_s * 2.0**o.pose_retry_doublings - 1e-6
-        ):
-            o.count("pose_strain_wait")  # no body last time, no time now: wait, up to the longest retry
-            return None, []
+        if o.retry_s > 0 and memo is not None and memo.pose is None and memo.full_t == memo.t:
+            # No body in this box at its last full estimate: do not ask again yet.
+            age = self._age(t, memo.t, memo.frame)
+            backoff = 2.0 ** min(max(memo.misses - 1, 0), o.pose_retry_doublings)
+            if age < backoff * o.retry_s - 1e-6 and _barely_moved(  # times are sums of floats
+                person.box, memo.box, backoff * o.pose_retry_shift, person.height_px
+            ):
+                o.count("pose_retry_wait")
+                return None, []
+            if strained and carry is not None and age < o.retry_s * 2.0**o.pose_retry_doublings - 1e-6:
+                o.count("pose_strain_wait")  # behind, budget spent: up to the longest wait, moved or not
+                return None, []
         if (
             carry is not None
             and memo is not None
