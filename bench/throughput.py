@@ -77,7 +77,7 @@ LEVERS = (
     "motion", "reuse", "reusebox", "track", "wrist", "cropsK", "zones", "everyK", "threadsN", "workersN",
     "pair", "slow", "ov", "ovq", "imgszN", "wristszN", "wristnative", "retry", "clock", "rect",
     "budget", "budgetN", "decodeN", "videosz", "videoszN", "queueN", "backoff", "backoffN", "refreshN",
-    "strain", "strainN", "lean",
+    "strain", "strainN", "lean", "writer",
 )  # fmt: skip
 SINGLE_LEVERS = (
     "motion", "every2", "every3", "every3+slow", "reuse", "track", "wrist", "crops5", "zones", "threads2",
@@ -107,6 +107,9 @@ class Variant:
     workers: int = 1  # inference threads, each with its own models (`fast`: serve's default)
     decode_threads: int = 0  # FFmpeg's threads per camera (0: its choice; `fast`: serve's default, 1)
     queue_size: int | None = None  # frames waiting per camera (None: WorkerOptions' default)
+    # The clip writer nicer than the cameras, x264 on its one thread (service.clips); off: as the
+    # process, x264's own threads.
+    writer: bool = True
     # Detector weights by format (`vision.detect.project_weights`); None: as `serve` finds them.
     # `plain` keeps the int8 TFLite model at its fixed 640, the detector it was first measured with.
     detector: str | None = None
@@ -206,6 +209,8 @@ class Variant:
                 v.rect = on
             elif lever == "lean":  # that resized export called without Ultralytics' predictor
                 v.lean = on
+            elif lever == "writer":  # the clip writer yields the CPU to the cameras, x264 on one thread
+                v.writer = on
             elif re.fullmatch(r"queue\d+", lever):  # frames a camera may have waiting before it drops
                 v.queue_size = int(lever[5:]) if on else None
             elif re.fullmatch(r"decode\d+", lever):  # FFmpeg's threads per camera (0: one a core)
@@ -374,6 +379,10 @@ def measure(variant: Variant, streams: int, seconds: float, warmup: float, weigh
     with tempfile.TemporaryDirectory(prefix="postwatch-bench-") as tmp:
         folder = Path(tmp)
         site_path = write_site(folder, streams)
+        if not variant.writer:
+            from service import clips
+
+            clips.WRITER_NICE, clips.X264_THREADS = 0, "0"
         t_load = time.perf_counter()
         analysers = ModelAnalysers(
             variant.weights(weights),
@@ -423,6 +432,7 @@ def _snapshot(pool: Any, stages: dict, counts: dict, rules: dict, decode: Decode
         "frames": sum(w.frames for w in pool.workers.values()),
         "dropped": sum(w.dropped for w in pool.workers.values()),
         "per_camera": {cid: w.frames for cid, w in pool.workers.items()},
+        "dropped_per_camera": {cid: w.dropped for cid, w in pool.workers.items()},
         "stages_ms": dict(stages),
         "counts": dict(counts),
         "rules_ms": rules.get("rules", 0.0),
@@ -455,6 +465,9 @@ def _figures(
         "rtf_min_camera": round(min(per_cam.values()) / FPS, 3) if per_cam else None,
         "fps_per_camera": {c: round(v, 2) for c, v in per_cam.items()},
         "dropped": b["dropped"] - a["dropped"],
+        "dropped_per_camera": {
+            c: n - a["dropped_per_camera"].get(c, 0) for c, n in b["dropped_per_camera"].items()
+        },
         "cpu_share": round((b["cpu"] - a["cpu"]) / wall / (os.cpu_count() or 1), 3),
         "cpu_ms_per_frame": round((b["cpu"] - a["cpu"]) * 1000.0 / per_frame, 1),
         "stages_ms": {k: round(v, 1) for k, v in stages.items()},
@@ -591,6 +604,9 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
     out["frames"] = sum(r["frames"] for r in ok)
     out["dropped"] = sum(r["dropped"] for r in ok)
+    by_camera = [r.get("dropped_per_camera", {}) for r in ok]
+    cams = sorted({c for d in by_camera for c in d})
+    out["dropped_per_camera"] = {c: sum(d.get(c, 0) for d in by_camera) for c in cams}
     out["seconds"] = round(sum(r["seconds"] for r in ok), 1)
     out["counts"] = {k: sum(r["counts"].get(k, 0) for r in ok) for k in {k for r in ok for k in r["counts"]}}
     out["latencies"] = [x for r in ok for x in r["latencies"]]

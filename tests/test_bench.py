@@ -83,17 +83,20 @@ def test_the_report_says_where_plain_came_from():
 
 def test_figures_give_each_cameras_rate_and_the_slowest_cameras_share():
     """Between two snapshots: frames a second in all, per camera (the camera that holds the
-    total under the target shows by name), and the slowest camera's share of the analysis rate."""
+    total under the target shows by name), the slowest camera's share of the analysis rate, and
+    the frames each camera dropped (all cameras at once: a process-wide stall; one: its own cost)."""
     from bench.throughput import _figures
 
-    def snapshot(wall: float, frames: dict[str, int]) -> dict:
+    def snapshot(wall: float, frames: dict[str, int], dropped: dict[str, int]) -> dict:
         return {
-            "wall": wall, "cpu": wall, "frames": sum(frames.values()), "dropped": 0, "per_camera": frames,
+            "wall": wall, "cpu": wall, "frames": sum(frames.values()), "dropped": sum(dropped.values()),
+            "per_camera": frames, "dropped_per_camera": dropped,
             "stages_ms": {}, "counts": {}, "rules_ms": 0.0, "decode_ms": 0.0, "decoded": 0,
         }  # fmt: skip
 
-    a = snapshot(100.0, {"cam0": 10, "cam1": 10})
-    b = snapshot(110.0, {"cam0": 60, "cam1": 45})
+    a = snapshot(100.0, {"cam0": 10, "cam1": 10}, {"cam0": 3, "cam1": 0})
+    b = snapshot(110.0, {"cam0": 60, "cam1": 45}, {"cam0": 3, "cam1": 4})
     r = _figures(Variant.parse("fast"), 2, a, b, [], 1024 * 1024, 1.0)
     assert r["fps"] == 8.5 and r["fps_per_camera"] == {"cam0": 5.0, "cam1": 3.5}
     assert r["rtf_min_camera"] == 0.7
+    assert r["dropped"] == 4 and r["dropped_per_camera"] == {"cam0": 0, "cam1": 4}

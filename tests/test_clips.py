@@ -8,6 +8,8 @@ the PostgreSQL server (the `db_url` fixture), since clips are registered through
 from __future__ import annotations
 
 import os
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -154,6 +156,29 @@ def test_a_clip_is_h264_spans_before_and_after_and_is_registered_complete(
     snapshot = cv2.imread(str(tmp_path / "media" / alert.snapshot))
     assert snapshot is not None and snapshot.shape[:2] == (H, W)
     assert not list((tmp_path / "media").rglob(f"*{PART}*"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread has its own nice on Linux only")
+def test_the_clip_writer_yields_the_cpu_to_the_cameras(tmp_path: Path) -> None:
+    """An alert's clip is painted and encoded in a burst (its "before" part at once): the writer
+    thread runs nicer than the process, so the cameras' analysis goes first and drops no frame."""
+    from service import clips as clips_module
+
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    store = AlertStore(f"sqlite:///{tmp_path / 'a.db'}")
+    store.upgrade()
+    clips = ClipRecorder(store, tmp_path / "media")
+    try:
+        writer = clips._thread.native_id
+        assert writer is not None and writer != threading.get_native_id()
+        deadline = time.monotonic() + 20  # the thread sets it first thing once it runs
+        while os.getpriority(os.PRIO_PROCESS, writer) <= own and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert os.getpriority(os.PRIO_PROCESS, writer) == min(19, own + clips_module.WRITER_NICE) > own
+        assert os.getpriority(os.PRIO_PROCESS, 0) == own  # the process (this thread) keeps its own
+    finally:
+        clips.close()
+        store.close()
 
 
 def test_a_clip_cut_short_is_never_registered_half_written(store: AlertStore, tmp_path: Path) -> None:
