@@ -77,7 +77,7 @@ LEVERS = (
     "motion", "reuse", "reusebox", "track", "wrist", "cropsK", "zones", "everyK", "threadsN", "workersN",
     "pair", "slow", "ov", "ovq", "imgszN", "wristszN", "wristnative", "retry", "clock", "rect",
     "budget", "budgetN", "decodeN", "videosz", "videoszN", "queueN", "backoff", "backoffN", "refreshN",
-    "strain", "strainN", "lean", "writer",
+    "strain", "strainN", "lean", "writer", "hips",
 )  # fmt: skip
 SINGLE_LEVERS = (
     "motion", "every2", "every3", "every3+slow", "reuse", "track", "wrist", "crops5", "zones", "threads2",
@@ -180,6 +180,7 @@ class Variant:
                     pose_retry_s=0.0,
                     pose_budget=0,
                     frame_clock=False,
+                    follow_hips_below=0.0,
                 )
                 v.zones = False if v.zones is None else v.zones
                 v.rect = False if v.rect is None else v.rect  # the detector's own square, as plain's
@@ -230,6 +231,8 @@ class Variant:
             elif re.fullmatch(r"refresh\d+", lever):  # a followed pose's full estimate every N seconds
                 every = float(lever[7:]) if on else Defaults.pose_track_refresh_s
                 v.overrides["pose_track_refresh_s"] = every
+            elif lever == "hips":  # a followed pose's hips may lie below its box (a desk hides them)
+                v.overrides["follow_hips_below"] = Defaults.follow_hips_below if on else 0.0
             elif lever == "strain":  # a camera falling behind sheds pose work (budget 2) before frames
                 v.overrides["strain_waiting"] = Defaults.strain_waiting if on else 10**6
             elif re.fullmatch(r"strain\d+", lever):  # ... from this many waiting frames on

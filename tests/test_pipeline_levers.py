@@ -469,7 +469,7 @@ class _NoBody:
         self.estimates += 1
         return None
 
-    def follow(self, image, box, roi):  # noqa: ANN001, ANN202
+    def follow(self, image, box, roi, hips_below=0.0):  # noqa: ANN001, ANN202
         raise AssertionError("no pose was ever found, so there is nothing to follow")
 
 
@@ -548,7 +548,7 @@ class _Body:
         self.estimates += 1
         return self.pose
 
-    def follow(self, image, box, roi):  # noqa: ANN001, ANN202
+    def follow(self, image, box, roi, hips_below=0.0):  # noqa: ANN001, ANN202
         self.follows += 1
         return self.pose
 

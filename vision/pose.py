@@ -97,16 +97,21 @@ class PoseEstimator:
     def close(self) -> None:
         self._pose.close()
 
-    def follow(self, image: np.ndarray, box: np.ndarray, roi: Roi) -> Pose | None:
+    def follow(self, image: np.ndarray, box: np.ndarray, roi: Roi, hips_below: float = 0.0) -> Pose | None:
         """Landmarks of the person in `box` from the square their previous landmarks give
         (`vision.landmarks`: MediaPipe's tracking mode, without its person detector), or None
-        where the model no longer sees a body there or the body is not this box's."""
+        where the model no longer sees a body there or the body is not this box's.
+
+        `hips_below`: the hips may lie this share of the box's height below its bottom edge and
+        still count as inside. A worker seated behind a desk shows a box that ends at the desk;
+        the followed landmarks place the hips behind it, where they are, and were rejected, after
+        which a full estimate (two to three times the cost) found the same worker again."""
         if self._landmarks is None:
             from vision.landmarks import LandmarkModel
 
             self._landmarks = LandmarkModel()
         pose, flag = self._landmarks.run(image, roi, keep=grow(box, self.attempts[0][1] or 0.0))
-        kept = _belongs_to_box(pose.keypoints, pose.visibility, _beyond(box, image))
+        kept = _belongs_to_box(pose.keypoints, pose.visibility, _beyond(box, image), hips_below)
         if flag < self.min_tracking or not kept:
             return None
         return pose
@@ -218,11 +223,15 @@ def _beyond(box: np.ndarray, image: np.ndarray) -> np.ndarray:
     )
 
 
-def _belongs_to_box(kp: np.ndarray, vis: np.ndarray, box: np.ndarray) -> bool:
-    """Most visible torso landmarks must fall inside the (slightly grown) person box."""
+def _belongs_to_box(kp: np.ndarray, vis: np.ndarray, box: np.ndarray, hips_below: float = 0.0) -> bool:
+    """Most visible torso landmarks must fall inside the (slightly grown) person box; the hips
+    may lie `hips_below` of the box's height further down (`PoseEstimator.follow`)."""
     x1, y1, x2, y2 = (float(v) for v in box)
     mx, my = 0.15 * (x2 - x1), 0.1 * (y2 - y1)
     torso = [L_SHOULDER, R_SHOULDER, L_HIP, R_HIP]
     seen = [i for i in torso if vis[i] > 0.3] or torso
-    inside = [(x1 - mx <= kp[i, 0] <= x2 + mx) and (y1 - my <= kp[i, 1] <= y2 + my) for i in seen]
+    low = {L_HIP: hips_below * (y2 - y1), R_HIP: hips_below * (y2 - y1)}
+    inside = [
+        (x1 - mx <= kp[i, 0] <= x2 + mx) and (y1 - my <= kp[i, 1] <= y2 + my + low.get(i, 0.0)) for i in seen
+    ]
     return sum(inside) >= max(1, int(np.ceil(0.75 * len(seen))))
