@@ -100,3 +100,14 @@ def test_figures_give_each_cameras_rate_and_the_slowest_cameras_share():
     assert r["fps"] == 8.5 and r["fps_per_camera"] == {"cam0": 5.0, "cam1": 3.5}
     assert r["rtf_min_camera"] == 0.7
     assert r["dropped"] == 4 and r["dropped_per_camera"] == {"cam0": 0, "cam1": 4}
+
+
+def test_the_target_table_names_the_cameras_that_dropped_frames():
+    """Dropped frames by camera, most first: a stall of the whole process shows on every camera,
+    one dear camera alone on itself."""
+    from bench.report import dropped_by_camera
+
+    r = {"dropped": 9, "dropped_per_camera": {"cam0": 1, "cam1": 7, "cam2": 1, "cam3": 0}}
+    assert dropped_by_camera(r) == "9 (cam1 7, cam0 1, cam2 1)"
+    assert dropped_by_camera({"dropped": 0, "dropped_per_camera": {"cam0": 0}}) == "0"
+    assert dropped_by_camera({"dropped": 3}) == "3"  # a JSON from before the split
