@@ -68,6 +68,33 @@ def test_a_pose_without_alignment_points_is_framed_from_its_torso():
     assert roi_from_pose(Pose(kp, np.zeros((33, 3)), np.zeros(33))) is None  # nothing seen
 
 
+def test_followed_hips_behind_the_desk_count_in_the_box_itself_not_the_one_opened_at_the_edge():
+    """A followed pose's hips may lie `hips_below` of the person's box height below the box. A box
+    that touches the top of the frame is opened upward for the check (`_beyond`); the allowance
+    stays a share of the box itself, not of the opened one (which is several times taller)."""
+    from vision.pose import PoseEstimator
+
+    kp = np.zeros((33, 2))
+    kp[[L_SHOULDER, R_SHOULDER]] = [[90, 20], [110, 20]]
+    vis = np.zeros(33)
+    vis[[L_SHOULDER, R_SHOULDER, L_HIP, R_HIP]] = 1.0
+
+    class Landmarks:
+        def run(self, image, roi, keep):  # noqa: ANN001, ANN202 - LandmarkModel's signature
+            return Pose(kp.copy(), np.zeros((33, 3)), vis), 1.0
+
+    estimator = PoseEstimator.__new__(PoseEstimator)  # no MediaPipe graph: follow only
+    estimator.attempts, estimator.min_tracking, estimator._landmarks = ((0.15, 0.08),), 0.5, Landmarks()
+    image = np.zeros((480, 640, 3), np.uint8)
+    box = np.array([70.0, 0.0, 130.0, 100.0])  # touches the top edge; 100 px tall
+    roi = Roi(100.0, 50.0, 200.0)
+    # 0.5 and 1.5 of the box below it (the opened box, 300 px tall, still gives its 10 % margin)
+    for hips_y, kept in ((150.0, True), (250.0, False)):
+        kp[[L_HIP, R_HIP]] = [[94, hips_y], [106, hips_y]]
+        assert (estimator.follow(image, box, roi, hips_below=0.7) is not None) is kept, hips_y
+    assert estimator.follow(image, box, roi) is None  # strict: hips must be in the box
+
+
 @pytest.mark.media
 @pytest.mark.model
 def test_direct_landmarks_agree_with_mediapipe_on_real_photos():

@@ -111,7 +111,8 @@ class PoseEstimator:
 
             self._landmarks = LandmarkModel()
         pose, flag = self._landmarks.run(image, roi, keep=grow(box, self.attempts[0][1] or 0.0))
-        kept = _belongs_to_box(pose.keypoints, pose.visibility, _beyond(box, image), hips_below)
+        low = hips_below * (float(box[3]) - float(box[1]))  # of the box itself, not the opened one
+        kept = _belongs_to_box(pose.keypoints, pose.visibility, _beyond(box, image), low)
         if flag < self.min_tracking or not kept:
             return None
         return pose
@@ -223,15 +224,13 @@ def _beyond(box: np.ndarray, image: np.ndarray) -> np.ndarray:
     )
 
 
-def _belongs_to_box(kp: np.ndarray, vis: np.ndarray, box: np.ndarray, hips_below: float = 0.0) -> bool:
+def _belongs_to_box(kp: np.ndarray, vis: np.ndarray, box: np.ndarray, hips_below_px: float = 0.0) -> bool:
     """Most visible torso landmarks must fall inside the (slightly grown) person box; the hips
-    may lie `hips_below` of the box's height further down (`PoseEstimator.follow`)."""
+    may lie `hips_below_px` further down (`PoseEstimator.follow`)."""
     x1, y1, x2, y2 = (float(v) for v in box)
     mx, my = 0.15 * (x2 - x1), 0.1 * (y2 - y1)
     torso = [L_SHOULDER, R_SHOULDER, L_HIP, R_HIP]
     seen = [i for i in torso if vis[i] > 0.3] or torso
-    low = {L_HIP: hips_below * (y2 - y1), R_HIP: hips_below * (y2 - y1)}
-    inside = [
-        (x1 - mx <= kp[i, 0] <= x2 + mx) and (y1 - my <= kp[i, 1] <= y2 + my + low.get(i, 0.0)) for i in seen
-    ]
+    bottom = {i: y2 + my + (hips_below_px if i in (L_HIP, R_HIP) else 0.0) for i in seen}
+    inside = [(x1 - mx <= kp[i, 0] <= x2 + mx) and (y1 - my <= kp[i, 1] <= bottom[i]) for i in seen]
     return sum(inside) >= max(1, int(np.ceil(0.75 * len(seen))))
