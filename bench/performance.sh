@@ -15,11 +15,11 @@ PLAIN=""
 [ -n "${PLAIN_FROM:-}" ] && PLAIN="--plain-from $PLAIN_FROM"
 mkdir -p out
 .venv/bin/python bench/throughput.py --streams 8 --seconds "$RUN" --warmup 12 \
-    --mode plain,fast,fast-writer,fast-hips,fast-strain,fast-backoff,fast-videosz,fast-budget,fast-rect,fast+ovq --repeat 2 --levers \
+    --mode plain,fast,fast-wristvideo,fast-writer,fast-hips,fast-strain,fast-backoff,fast-videosz,fast-budget,fast-rect,fast+ovq --repeat 2 --levers \
     --json out/throughput.json
 # shellcheck disable=SC2086  # $PLAIN is empty or two words
 .venv/bin/python bench/accuracy_levers.py $PLAIN \
-    --mode plain,fast,fast-hips,fast-backoff,fast-videosz,fast-budget,fast-rect,fast-wristnative,fast-clock,fast-every3,fast-track,fast-retry,plain+ov,plain+ovq,fast+ovq \
+    --mode plain,fast,fast-wristvideo,fast-hips,fast-backoff,fast-videosz,fast-budget,fast-rect,fast-wristnative,fast-clock,fast-every3,fast-track,fast-retry,plain+ov,plain+ovq,fast+ovq \
     --json out/accuracy_levers.json.new
 mv out/accuracy_levers.json.new out/accuracy_levers.json
 .venv/bin/python bench/report.py out/throughput.json --accuracy out/accuracy_levers.json \

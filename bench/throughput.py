@@ -77,7 +77,7 @@ LEVERS = (
     "motion", "reuse", "reusebox", "track", "wrist", "cropsK", "zones", "everyK", "threadsN", "workersN",
     "pair", "slow", "ov", "ovq", "imgszN", "wristszN", "wristnative", "retry", "clock", "rect",
     "budget", "budgetN", "decodeN", "videosz", "videoszN", "queueN", "backoff", "backoffN", "refreshN",
-    "strain", "strainN", "lean", "writer", "hips", "wristvideoN",
+    "strain", "strainN", "lean", "writer", "hips", "wristvideo", "wristvideoN",
 )  # fmt: skip
 SINGLE_LEVERS = (
     "motion", "every2", "every3", "every3+slow", "reuse", "track", "wrist", "crops5", "zones", "threads2",
@@ -255,7 +255,9 @@ class Variant:
                 v.overrides["video_imgsz"] = Defaults.video_imgsz if on else Defaults.imgsz
             elif re.fullmatch(r"videosz\d+", lever):
                 v.overrides["video_imgsz"] = int(lever[7:]) if on else Defaults.imgsz
-            elif re.fullmatch(r"wristvideo\d+", lever):  # a video frame's crops at most this input
+            elif lever == "wristvideo":  # a video frame's crops at most a 480 square, not 640
+                v.overrides["wrist_video_imgsz"] = Defaults.wrist_video_imgsz if on else Defaults.imgsz
+            elif re.fullmatch(r"wristvideo\d+", lever):  # ... at most this input
                 v.overrides["wrist_video_imgsz"] = int(lever[10:]) if on else Defaults.imgsz
             elif re.fullmatch(r"wristsz\d+", lever):  # wrist crops' detector input (any-size weights)
                 v.overrides["wrist_imgsz"] = int(lever[7:]) if on else Defaults.imgsz

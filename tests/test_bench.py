@@ -37,6 +37,8 @@ def test_variant_names_switch_the_levers_they_name():
     assert both["pose_retry_s"] == 0.6 and both["pose_retry_doublings"] == 2 and both["pose_budget"] == 0
     assert Variant.parse("plain+every3+slow").overrides["detect_every"] == 3
     assert Variant.parse("fast-backoff").overrides == {"pose_retry_doublings": 0}
+    assert Variant.parse("fast-wristvideo").overrides == {"wrist_video_imgsz": 640}
+    assert Variant.parse("fast+wristvideo320").overrides == {"wrist_video_imgsz": 320}
 
 
 def test_the_frame_rate_is_met_by_40_counted_or_by_every_camera_keeping_up():
