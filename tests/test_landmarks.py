@@ -88,11 +88,36 @@ def test_followed_hips_behind_the_desk_count_in_the_box_itself_not_the_one_opene
     image = np.zeros((480, 640, 3), np.uint8)
     box = np.array([70.0, 0.0, 130.0, 100.0])  # touches the top edge; 100 px tall
     roi = Roi(100.0, 50.0, 200.0)
-    # 0.5 and 1.5 of the box below it (the opened box, 300 px tall, still gives its 10 % margin)
+    # 0.5 and 1.5 of the box below it (plus the box's own 10 % margin, not the opened box's 30 px)
     for hips_y, kept in ((150.0, True), (250.0, False)):
         kp[[L_HIP, R_HIP]] = [[94, hips_y], [106, hips_y]]
         assert (estimator.follow(image, box, roi, hips_below=0.7) is not None) is kept, hips_y
     assert estimator.follow(image, box, roi) is None  # strict: hips must be in the box
+
+
+def test_a_box_at_the_frames_edge_keeps_its_own_margins_on_its_other_sides():
+    """A box touching the frame's left edge is opened leftward (`_beyond`: the person goes on past
+    the edge); its other sides keep margins of the person's own size. From the opened box, five
+    times as wide, the right margin was 39 px instead of 9, and a neighbour's torso 20 px right of
+    the box passed as this person's."""
+    from vision.pose import _belongs_to_box, _beyond
+
+    image = np.zeros((480, 640, 3), np.uint8)
+    box = np.array([2.0, 100.0, 62.0, 200.0])  # 60 x 100 px, at the left edge
+    judged = _beyond(box, image)
+    assert judged[0] < -100 and list(judged[1:]) == [100.0, 62.0, 200.0]
+    vis = np.zeros(33)
+    vis[[L_SHOULDER, R_SHOULDER, L_HIP, R_HIP]] = 1.0
+
+    def torso(x: float) -> np.ndarray:
+        kp = np.zeros((33, 2))
+        kp[[L_SHOULDER, R_SHOULDER, L_HIP, R_HIP]] = [[x - 8, 120], [x + 8, 120], [x - 6, 170], [x + 6, 170]]
+        return kp
+
+    assert not _belongs_to_box(torso(90.0), vis, judged, own=box)  # the neighbour's, right of the box
+    assert _belongs_to_box(torso(90.0), vis, judged)  # what the opened box's margins let in
+    assert _belongs_to_box(torso(30.0), vis, judged, own=box)  # this person's
+    assert _belongs_to_box(torso(-10.0), vis, judged, own=box)  # past the edge: the opened side
 
 
 @pytest.mark.media

@@ -112,7 +112,7 @@ class PoseEstimator:
             self._landmarks = LandmarkModel()
         pose, flag = self._landmarks.run(image, roi, keep=grow(box, self.attempts[0][1] or 0.0))
         low = hips_below * (float(box[3]) - float(box[1]))  # of the box itself, not the opened one
-        kept = _belongs_to_box(pose.keypoints, pose.visibility, _beyond(box, image), low)
+        kept = _belongs_to_box(pose.keypoints, pose.visibility, _beyond(box, image), low, own=box)
         if flag < self.min_tracking or not kept:
             return None
         return pose
@@ -136,7 +136,7 @@ class PoseEstimator:
             kp = np.array([[p.x, p.y] for p in lm], dtype=float) * side + np.array([x0, y0], float)
             vis = np.array([p.visibility for p in lm], dtype=float)
             world = np.array([[p.x, p.y, p.z] for p in result.pose_world_landmarks.landmark], dtype=float)
-            if _belongs_to_box(kp, vis, judged):
+            if _belongs_to_box(kp, vis, judged, own=box):
                 return Pose(kp, world, vis, _alignment_points(result.pose_rect_from_detection, x0, y0, side))
         return None
 
@@ -224,11 +224,23 @@ def _beyond(box: np.ndarray, image: np.ndarray) -> np.ndarray:
     )
 
 
-def _belongs_to_box(kp: np.ndarray, vis: np.ndarray, box: np.ndarray, hips_below_px: float = 0.0) -> bool:
+def _belongs_to_box(
+    kp: np.ndarray,
+    vis: np.ndarray,
+    box: np.ndarray,
+    hips_below_px: float = 0.0,
+    own: np.ndarray | None = None,
+) -> bool:
     """Most visible torso landmarks must fall inside the (slightly grown) person box; the hips
-    may lie `hips_below_px` further down (`PoseEstimator.follow`)."""
+    may lie `hips_below_px` further down (`PoseEstimator.follow`).
+
+    `own`: the person's box where `box` is that box opened beyond the frame's edge (`_beyond`).
+    The margins are a share of the person's own size: taken from the opened box, several times
+    larger, a box at the frame's left edge let a neighbour's torso half a width to its right in.
+    """
     x1, y1, x2, y2 = (float(v) for v in box)
-    mx, my = 0.15 * (x2 - x1), 0.1 * (y2 - y1)
+    ox1, oy1, ox2, oy2 = (float(v) for v in (box if own is None else own))
+    mx, my = 0.15 * (ox2 - ox1), 0.1 * (oy2 - oy1)
     torso = [L_SHOULDER, R_SHOULDER, L_HIP, R_HIP]
     seen = [i for i in torso if vis[i] > 0.3] or torso
     bottom = {i: y2 + my + (hips_below_px if i in (L_HIP, R_HIP) else 0.0) for i in seen}
