@@ -62,9 +62,10 @@ it in the latest runs (docs/performance.md):
 * `wrist_video_imgsz` (480): the largest input of a video frame's crop; a larger
   crop is scaled down to it. A close-up worker's hands make crops of 700 to 900
   pixels: each was a 640 square, two to three times a whole frame's detector call
-  (52 against 23 ms), and a 480 square is about half that. The warehouse worker's
-  phone at his ear was still found in 127 of 129 frames (129 at 640, 102 at 320),
-  and the evaluation did not move. Still images keep `wrist_imgsz`.
+  (52 against 23 ms on a 2-core Xeon), and a 480 square is about half that. The
+  warehouse worker's phone at his ear is still found by his crops on 123 of 129
+  frames (128 at 640, 78 at 320; with the frame's own detections 127, 129 and
+  102), and the evaluation did not move. Still images keep `wrist_imgsz`.
 * `detect_every=k` (3) with `every_when_slow` (on): the detector runs on
   every k-th frame while everyone in view moves under `every_slow_bh_s` of
   their height a second (desks and posts at rest), and on every frame once
