@@ -839,11 +839,16 @@ class _Square:
 @pytest.mark.media
 @pytest.mark.model
 def test_in_the_open_plan_office_a_faint_worker_does_not_hold_the_detector():
-    """On the real office clip: after detections that found a person box the tracker did not
-    return (the half-hidden worker the detector sees at 0.35-0.4), a skipped frame follows where
-    everyone is slow and no track waits for confirmation; after a detection that began a track,
-    the next frame is always detected. The old rule (any box beyond the tracks' number) detected
-    every such next frame.
+    """On the real office clip: a detection that finds a person box the tracker does not return
+    (the half-hidden worker the detector sees at 0.35-0.4) leaves the next frame free to skip, as
+    everyone's speed decides; after a detection that began a track, the next frame is always
+    detected. The old rule (any box beyond the tracks' number) held the detector for every such
+    next frame.
+
+    Whether everyone is slow just then, so that a frame is actually skipped, depends on a few
+    pixels of the boxes: on the Intel and AVX-512 EPYC hosts a skip followed such a detection
+    within the first 40 frames, on an AVX2-only EPYC the clip's skips came after detections without
+    one. The test holds on both: what such a detection leaves behind is no newcomer.
 
     Read in the detector's 640 square: at the frames' own aspect (640x384) the office's boxes move
     more from call to call and the schedule skips only 2 of 62 frames (4 in the square), none of
@@ -861,10 +866,13 @@ def test_in_the_open_plan_office_a_faint_worker_does_not_hold_the_detector():
 
     tracker.update = watched  # type: ignore[method-assign]
     detected = []
+    newcomers = []  # after each detection: whether the schedule holds the detector for newcomers
     for f in frames(OFFICE)[:40]:
         before = len(seen)
         p.process(f)
         detected.append(len(seen) > before)
+        if detected[-1]:
+            newcomers.append(p._newcomers)
     after: list[tuple[bool, int, bool]] = []  # (beyond, pending, next frame detected)
     k = 0
     for i, ran in enumerate(detected[:-1]):
@@ -873,7 +881,10 @@ def test_in_the_open_plan_office_a_faint_worker_does_not_hold_the_detector():
             after.append((beyond, pending, detected[i + 1]))
             k += 1
     assert all(nxt for _, pending, nxt in after if pending), after
-    assert any(beyond and not pending and not nxt for beyond, pending, nxt in after), after
+    faint = [k for k, (beyond, pending) in enumerate(seen) if beyond and not pending]
+    assert faint, seen  # the faint worker is there
+    assert not any(newcomers[k] for k in faint), (seen, newcomers)
+    assert all(newcomers[k] for k, (_, pending) in enumerate(seen) if pending), (seen, newcomers)
 
 
 @pytest.mark.media
@@ -905,18 +916,25 @@ def test_in_the_open_plan_office_backoff_and_strain_pose_less_and_keep_the_landm
     and poses less (a hidden worker is asked less often), and a camera with two frames waiting
     poses fewer people a frame than with the budget alone (84 against 105 runs here) while every
     frame has as many people with landmarks, give or take one (the backoff may leave a box that
-    was hidden without landmarks a frame longer)."""
+    was hidden without landmarks a frame longer), once the first frames' newcomers are posed.
+
+    The backoff is judged over 8 s: over the first 4 s an AVX2-only EPYC waited 3 times with and
+    without it (its full estimates find a hidden worker's body a little more often), over 8 s 30
+    against 20 times (219 against 229 poses)."""
     clip = frames(OFFICE)[:20]
     base = {**ALL_OFF, "pose_track": True, "pose_retry_s": 0.6}
 
-    def run(waiting: int = 0, **options: object) -> tuple[dict[str, int], list[int]]:
+    def run(
+        waiting: int = 0, clip: list[Frame] = clip, **options: object
+    ) -> tuple[dict[str, int], list[int]]:
         p = pipeline(**{**base, **options})
         p.waiting = waiting
         posed = [sum(q.keypoints is not None for q in p.process(f).persons) for f in clip]
         return p.options.counts, posed
 
-    plain_retry, posed = run()
-    backoff, posed_backoff = run(pose_retry_doublings=2)
+    longer = frames(OFFICE)[:40]
+    plain_retry, posed = run(clip=longer)
+    backoff, posed_backoff = run(clip=longer, pose_retry_doublings=2)
     assert backoff["pose_retry_wait"] > plain_retry["pose_retry_wait"]
     assert backoff["pose"] < plain_retry["pose"]
     assert all(abs(a - b) <= 1 for a, b in zip(posed, posed_backoff)), (posed, posed_backoff)
@@ -926,4 +944,10 @@ def test_in_the_open_plan_office_backoff_and_strain_pose_less_and_keep_the_landm
     assert strained["pose"] < 0.9 * budget["pose"]
     # A hidden worker's box is asked again later while behind, never without a wait.
     assert strained["pose_strain_wait"] > 0 and "pose_strain_wait" not in budget
-    assert all(b >= a - 1 for a, b in zip(posed_budget, posed_strained)), (posed_budget, posed_strained)
+    # After the first 8 frames: two landmark runs a frame need four frames to reach seven
+    # newcomers, more where a full estimate finds no body, and four runs reach them sooner (an
+    # AVX2-only EPYC: 3, 3, 3, 5, 5, 5 people against 3, 5, 5, 7, 7, 7 on the first six frames).
+    assert all(b >= a - 1 for a, b in zip(posed_budget[8:], posed_strained[8:])), (
+        posed_budget,
+        posed_strained,
+    )

@@ -56,12 +56,14 @@ def test_leaning_back_on_a_wall():
 def test_bent_over_the_railing_is_leaning():
     """The doorbell clip: he stands with his forearms on the porch railing at 4-12 s (labels.yaml),
     trunk near horizontal on straight legs (cut off by the frame's edge): standing, leaning, one
-    alert. It runs on while he sinks to the floor (13-15 s), the trunk still leaning."""
+    alert. It runs on while he sinks to the floor (13-15 s), the trunk still leaning. Its start
+    differs by a frame from host to host (at most 6.0 s on AVX-512 hosts, 6.2 s on an AVX2-only EPYC,
+    whose kernels give slightly different landmarks)."""
     found = clip_violations(
         "5_doorbell_cam_man_arrives_leans_on_railing_collapses.mp4", 5.0, "d5.stance.02", "sustain_s", 2.0
     )
     assert len(found) == 1, found
-    assert 3.5 <= found[0].start_s <= 6.0 and found[0].end_s >= 10.0
+    assert 3.5 <= found[0].start_s <= 6.4 and found[0].end_s >= 10.0
 
 
 @pytest.mark.parametrize(
