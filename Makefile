@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN     = $(VENV)/bin
 SHARED_MODEL ?= ../shared/models/yolov8n_int8.tflite
 
-.PHONY: setup models browser demo test lint accuracy performance
+.PHONY: setup models video-model browser demo test lint accuracy performance
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,18 @@ models:
 	@if [ -f "$(SHARED_MODEL)" ] && [ -z "$$(ls models 2>/dev/null)" ]; then \
 		cp "$(SHARED_MODEL)" models/ && echo "models/: using $(SHARED_MODEL)"; fi
 
-setup: $(BIN)/.installed models
+# Where this CPU has no int8 dot products (an AVX2-only x86), video frames run faster on the int8
+# OpenVINO model made from the TFLite one (`--video-weights auto`, docs/performance.md): made here
+# once (about 30 s). Elsewhere nothing is done; a failure leaves video frames on the TFLite model.
+VIDEO_MODEL = models/converted/yolov8n_int8_ovint8_openvino_model
+video-model: $(BIN)/.installed models
+	@if [ -f models/yolov8n_int8.tflite ] && [ ! -d $(VIDEO_MODEL) ] && \
+		$(BIN)/python -c "import sys; from vision.detect import int8_dot_products as f; sys.exit(f() is not False)"; \
+	then echo "models/: this CPU has no int8 dot products: making $(VIDEO_MODEL) for video frames"; \
+		$(BIN)/python -m vision.convert models/yolov8n_int8.tflite --int8 > /dev/null 2>models/convert.log \
+		|| echo "models/: not made (models/convert.log): video frames stay on the TFLite model"; fi
+
+setup: $(BIN)/.installed models video-model
 
 demo: setup
 	$(BIN)/postwatch analyze demo --out out/demo --annotate --dump

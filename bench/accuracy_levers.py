@@ -54,10 +54,12 @@ def factory(variant: Variant, weights: str | None, loaded: dict[Any, list[Any]])
     chosen = variant.weights(weights)
     any_size = any_size_for(variant.mode) if variant.rect is None else variant.rect
 
+    video = variant.video_weights()
+
     def make(fps: float, track: bool) -> Pipeline:
-        models = loaded.setdefault((chosen, any_size), [])
+        models = loaded.setdefault((chosen, any_size, video), [])
         if not models:
-            models.extend([Detector(chosen, tflite_any_size=any_size), PoseEstimator()])
+            models.extend([Detector(chosen, tflite_any_size=any_size, video_weights=video), PoseEstimator()])
         options = PipelineOptions.for_mode(variant.mode, fps=fps, **variant.overrides)
         kind = Paired if variant.pairs and track else Pipeline
         return kind(models[0], models[1], options, camera="evaluate", track=track)

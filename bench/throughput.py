@@ -75,7 +75,7 @@ CHAIR_SITE = ROOT / "examples" / "chair_clip.yaml"
 #: Lever names usable after a `+` in a variant ("plain+motion", "fast+every3", "fast+threads2").
 LEVERS = (
     "motion", "reuse", "reusebox", "track", "wrist", "cropsK", "zones", "everyK", "threadsN", "workersN",
-    "pair", "slow", "ov", "ovq", "imgszN", "wristszN", "wristnative", "retry", "clock", "rect",
+    "pair", "slow", "ov", "ovq", "ovv", "imgszN", "wristszN", "wristnative", "retry", "clock", "rect",
     "budget", "budgetN", "decodeN", "videosz", "videoszN", "queueN", "backoff", "backoffN", "refreshN",
     "strain", "strainN", "lean", "writer", "hips", "wristvideo", "wristvideoN",
 )  # fmt: skip
@@ -113,6 +113,17 @@ class Variant:
     # Detector weights by format (`vision.detect.project_weights`); None: as `serve` finds them.
     # `plain` keeps the int8 TFLite model at its fixed 640, the detector it was first measured with.
     detector: str | None = None
+    # Video frames' own detector (`vision.detect.video_weights_for`): "auto" as `serve` has it
+    # (`fast`), "same", or a format as `detector` ("openvino-int8": the `ovv` lever).
+    video_detector: str = "same"
+
+    def video_weights(self) -> str:
+        """What this variant gives `Detector(video_weights=)`: "auto", "same", or its format's file."""
+        if self.video_detector in ("auto", "same"):
+            return self.video_detector
+        found = Variant(self.name, detector=self.video_detector).weights()
+        assert found is not None
+        return found
 
     def weights(self, explicit: str | None = None) -> str | None:
         """The weights this variant runs: `--weights` where given, else its format's file in models/."""
@@ -162,6 +173,7 @@ class Variant:
 
             v.workers = DEFAULT_INFERENCE_THREADS
             v.decode_threads = WorkerOptions.decode_threads
+            v.video_detector = "auto"
         for sign, lever in zip(parts[1::2], parts[2::2]):
             on = sign == "+"
             if on and v.mode == "plain":  # once: later levers must not undo the earlier ones
@@ -243,6 +255,8 @@ class Variant:
                 v.detector = "openvino" if on else "tflite"
             elif lever == "ovq":  # that OpenVINO model quantized to int8 (`vision.convert --int8`)
                 v.detector = "openvino-int8" if on else "tflite"
+            elif lever == "ovv":  # ... for video frames only, still images on the TFLite model
+                v.video_detector = "openvino-int8" if on else "same"
             elif re.fullmatch(r"imgsz\d+", lever):  # every picture's detector input (any-size weights only)
                 n = int(lever[5:])
                 if on:
@@ -398,6 +412,7 @@ def measure(variant: Variant, streams: int, seconds: float, warmup: float, weigh
             tflite_any_size=variant.rect,
             lean_detector=variant.lean,
             options=variant.options_factory(stages_ms, counts),
+            video_weights=variant.video_weights(),
         )
         load_s = time.perf_counter() - t_load
         service = build_service(
@@ -428,7 +443,10 @@ def measure(variant: Variant, streams: int, seconds: float, warmup: float, weigh
         finally:
             service.stop()
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return _figures(variant, streams, start, end, latencies, peak_kb, load_s)
+    figures = _figures(variant, streams, start, end, latencies, peak_kb, load_s)
+    video = getattr(analysers.detector, "video", None)
+    figures["video_detector"] = Path(str(video.weights)).name if video is not None else None
+    return figures
 
 
 def _snapshot(pool: Any, stages: dict, counts: dict, rules: dict, decode: DecodeClock) -> dict[str, Any]:
@@ -507,6 +525,9 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
     }
+    from vision.detect import int8_dot_products
+
+    info["int8_dot_products"] = int8_dot_products()  # where `fast` runs video frames on OpenVINO
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

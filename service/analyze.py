@@ -35,6 +35,7 @@ def run_analysis(
     dump: bool = False,
     annotate: bool = False,
     weights: str | None = None,
+    video_weights: str | None = None,
     progress: bool = False,
     site: Site | None = None,
     site_camera: str | None = None,
@@ -87,7 +88,8 @@ def run_analysis(
                 fh.write(json.dumps(v.to_dict(), ensure_ascii=False) + "\n")
 
     with open_source(spec, camera=camera, fps=fps) as source:
-        pipeline = Pipeline(Detector(weights), PoseEstimator(), PipelineOptions(fps=fps), camera=camera)
+        detector = Detector(weights, video_weights=video_weights)
+        pipeline = Pipeline(detector, PoseEstimator(), PipelineOptions(fps=fps), camera=camera)
         info = source.info
         iterator = source
         bar = None

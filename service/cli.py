@@ -19,7 +19,7 @@ import typer
 import yaml
 
 from calibration.cli import calibrate_app
-from service.evaluate import evaluate_command
+from service.evaluate import VIDEO_WEIGHTS_HELP, evaluate_command
 
 app = typer.Typer(
     name="postwatch",
@@ -137,6 +137,7 @@ def analyze(
     weights: Annotated[
         str | None, typer.Option(help="Detector weights (see README for the search order).")
     ] = None,
+    video_weights: Annotated[str, typer.Option(help=VIDEO_WEIGHTS_HELP)] = "auto",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Run the pipeline and the conduct rules over a video or stream; write DIR/alerts.jsonl.
@@ -176,6 +177,7 @@ def analyze(
         dump=dump,
         annotate=annotate,
         weights=weights,
+        video_weights=video_weights,
         progress=progress,
         site=loaded,
         site_camera=site_camera,
@@ -222,6 +224,7 @@ def serve(
     weights: Annotated[
         str | None, typer.Option(help="Detector weights (see README for the search order).")
     ] = None,
+    video_weights: Annotated[str, typer.Option(help=VIDEO_WEIGHTS_HELP)] = "auto",
     inference_threads: Annotated[
         int,
         typer.Option(
@@ -258,6 +261,7 @@ def serve(
     options = site_options(site)
     run(
         site, host=host, port=port, db=db, loop_files=loop, weights=weights, out_dir=out,
+        video_weights=video_weights,
         worker_options=WorkerOptions(
             inference_threads=inference_threads, detect_pairs=detect_pairs, decode_threads=decode_threads
         ),

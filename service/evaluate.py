@@ -800,9 +800,9 @@ class FileRecord:
         return out
 
 
-def default_pipeline_factory(weights: str | None = None) -> PipelineFactory:
+def default_pipeline_factory(weights: str | None = None, video_weights: str | None = None) -> PipelineFactory:
     """Load the detector and pose models once; every file gets a fresh Pipeline (a fresh tracker)
-    around them, as `service.analyze` builds one per source."""
+    around them, as `service.analyze` builds one per source. `video_weights`: as `Detector`'s."""
     from vision.detect import Detector
     from vision.pipeline import Pipeline, PipelineOptions
     from vision.pose import PoseEstimator
@@ -811,7 +811,7 @@ def default_pipeline_factory(weights: str | None = None) -> PipelineFactory:
 
     def make(fps: float, track: bool) -> Pipeline:
         if not models:
-            models.extend([Detector(weights), PoseEstimator()])
+            models.extend([Detector(weights, video_weights=video_weights), PoseEstimator()])
         return Pipeline(models[0], models[1], PipelineOptions(fps=fps), camera="evaluate", track=track)
 
     return make
@@ -831,15 +831,25 @@ def evaluate(
     only: Sequence[str] | None = None,
     pipeline_factory: PipelineFactory | None = None,
     weights: str | None = None,
+    video_weights: str | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Run the pipeline over every labelled file (or those `only` names: exact names or globs) and
-    return the report as a JSON-ready dict. Missing and broken files are recorded, not raised."""
+    return the report as a JSON-ready dict. Missing and broken files are recorded, not raised.
+    `weights`, `video_weights`: the default pipeline's detector (`vision.detect.Detector`); the
+    report names the models where it chose them."""
     if fps <= 0:
         raise LabelsError(f"--fps must be > 0, got {fps:g}")
     labels = load_labels(labels_path)
     media = Path(media_dir)
-    factory = pipeline_factory or default_pipeline_factory(weights)
+    detector: dict[str, str] | None = None
+    if pipeline_factory is None:
+        from vision.detect import resolve_weights, video_weights_for
+
+        resolved = resolve_weights(weights)
+        chosen = video_weights_for(resolved, video_weights)
+        detector = {"still": resolved, "video": chosen or resolved}
+    factory = pipeline_factory or default_pipeline_factory(weights, video_weights)
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
 
@@ -912,6 +922,7 @@ def evaluate(
         "media": str(media_dir),
         "fps": fps,
         "only": list(only or []),
+        "detector": detector,
         "seconds": round(time.perf_counter() - started, 1),
         "settings": {
             "merge_gap_s": MERGE_GAP_S,
@@ -1168,6 +1179,13 @@ def format_report(report: Mapping[str, Any], markdown: bool = False, command: st
     ]
     if report["only"]:
         out.append(f"- restricted to: {', '.join(report['only'])}")
+    detector = report.get("detector")
+    if detector:
+        shown = {k: Path(v).name for k, v in detector.items()}
+        if shown["video"] == shown["still"]:
+            out.append(f"- detector: `{shown['still']}`")
+        else:
+            out.append(f"- detector: `{shown['still']}` for photos, `{shown['video']}` for clips (this CPU)")
     if command:
         also = "" if report["only"] else " (or `bench/accuracy.sh`)"
         out.append(f"- regenerate: `{command}`{also}")
@@ -1290,6 +1308,13 @@ def _event_row(key: str, v: Mapping[str, Any]) -> list[Any]:
 
 # ============================================================================================ CLI
 
+#: `--video-weights` of evaluate, analyze and serve (`vision.detect.video_weights_for`).
+VIDEO_WEIGHTS_HELP = (
+    "Detector for video frames: 'auto' (the int8 OpenVINO model `python -m vision.convert` makes, "
+    "where the weights are the int8 TFLite export and this CPU lacks int8 dot products: about 0.6 "
+    "of LiteRT's time there), 'same' (the --weights model), or a path. Still images keep --weights."
+)
+
 
 def evaluate_command(
     labels: Annotated[
@@ -1309,6 +1334,7 @@ def evaluate_command(
     weights: Annotated[
         str | None, typer.Option(help="Detector weights (see README for the search order).")
     ] = None,
+    video_weights: Annotated[str, typer.Option(help=VIDEO_WEIGHTS_HELP)] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", help="No per-file progress on stderr.")] = False,
 ) -> None:
     """Run the pipeline over labelled media and score it: per-kind event P/R/F1 and timing on clips,
@@ -1319,6 +1345,7 @@ def evaluate_command(
         fps=fps,
         only=only,
         weights=weights,
+        video_weights=video_weights,
         progress=None if quiet else (lambda msg: typer.echo(msg, err=True)),
     )
     if out is not None:
@@ -1333,6 +1360,8 @@ def evaluate_command(
         if fps != DEFAULT_FPS:
             parts.append(f"--fps {fps:g}")
         parts += [f"--only {o}" for o in only or []]
+        if video_weights != "auto":
+            parts.append(f"--video-weights {video_weights}")
         command = " ".join(parts) + " --markdown > docs/accuracy.md"
     typer.echo(format_report(report, markdown=markdown, command=command), nl=False)
 

@@ -144,6 +144,7 @@ def build_service(
     weights: str | None = None,
     loop_files: bool = False,
     *,
+    video_weights: str | None = None,
     realtime: bool = True,
     clip_before_s: float = DEFAULT_BEFORE_S,
     clip_after_s: float = DEFAULT_AFTER_S,
@@ -164,7 +165,8 @@ def build_service(
     """Assemble the service of a site file (not started).
 
     `db`: database URL or SQLite path (default: `default_db`). `out_dir`: media root.
-    `weights`: detector weights (loaded now, so a missing file fails here). `loop_files`:
+    `weights`: detector weights (loaded now, so a missing file fails here); `video_weights`:
+    video frames' own ("auto", "same", a path: `vision.detect.video_weights_for`). `loop_files`:
     replay video files forever. `realtime`: pace files like cameras (see the module doc).
     `clip_before_s`/`clip_after_s`: clip window around an alert's opening. `blur_faces`:
     blur the faces of everyone but the person concerned in clips and snapshots.
@@ -185,7 +187,8 @@ def build_service(
     try:
         store.upgrade()  # an unreachable database fails here, before the models load
         if analysers is None:
-            analysers = ModelAnalysers(weights)  # before anything starts: missing weights fail here
+            # before anything starts: missing weights fail here
+            analysers = ModelAnalysers(weights, video_weights=video_weights)
     except BaseException:
         store.close()
         raise

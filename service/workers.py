@@ -182,7 +182,8 @@ class ModelAnalysers:
     defaults plus pose only in the camera's zones; `plain`: every lever off), `options` replaces it
     with a per-camera factory (the benchmark's lever variants), `detector_threads` sets the
     TFLite interpreter's threads and `lean_detector` off calls the resized TFLite export through
-    Ultralytics' predictor (docs/performance.md).
+    Ultralytics' predictor (docs/performance.md), and `video_weights` ("auto", "same", a path:
+    `vision.detect.video_weights_for`) runs video frames on another model where it is faster.
     """
 
     def __init__(
@@ -194,6 +195,7 @@ class ModelAnalysers:
         tflite_any_size: bool | None = None,
         lean_detector: bool = True,
         options: Callable[[Camera], PipelineOptions] | None = None,
+        video_weights: str | None = None,
     ) -> None:
         from vision.pipeline import MODES
 
@@ -203,6 +205,7 @@ class ModelAnalysers:
         self.detector_threads = detector_threads
         self.tflite_any_size = any_size_for(mode) if tflite_any_size is None else tflite_any_size
         self.lean_detector = lean_detector
+        self.video_weights = video_weights
         self.detector, self.pose = self._load()
         self._spare: list[tuple[Detector, PoseEstimator]] = [(self.detector, self.pose)]
         self._local = threading.local()
@@ -220,6 +223,7 @@ class ModelAnalysers:
             threads=self.detector_threads,
             tflite_any_size=self.tflite_any_size,
             lean=self.lean_detector,
+            video_weights=self.video_weights,
         )
         return detector, PoseEstimator()
 

@@ -11,7 +11,16 @@ import pytest
 from conftest import SHARED_MODEL
 
 from vision import convert
-from vision.detect import Detector, is_int8, project_weights, resolve_weights, takes_any_size
+from vision.detect import (
+    Detector,
+    WeightsError,
+    int8_dot_products,
+    is_int8,
+    project_weights,
+    resolve_weights,
+    takes_any_size,
+    video_weights_for,
+)
 
 
 def shared_model() -> Path:
@@ -25,10 +34,14 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return convert.convert(shared_model(), tmp_path_factory.mktemp("models"), int8=True)
 
 
-def bus() -> np.ndarray:
+def bus_path() -> Path:
     from ultralytics.utils import ASSETS
 
-    return cv2.imread(str(ASSETS / "bus.jpg"))
+    return Path(ASSETS) / "bus.jpg"
+
+
+def bus() -> np.ndarray:
+    return cv2.imread(str(bus_path()))
 
 
 def people(boxes, conf: float = 0.0) -> list[np.ndarray]:  # noqa: ANN001 - vision.detect.Boxes
@@ -205,3 +218,69 @@ def test_converted_weights_are_used_only_when_named(tmp_path: Path, monkeypatch:
     assert takes_any_size(str(ov)) and takes_any_size(str(models / "yolov8n.pt"))
     (ov / "metadata.yaml").write_text("imgsz: [640, 640]\nargs:\n  dynamic: false\n")
     assert not takes_any_size(str(ov)) and not takes_any_size(str(models / "yolov8n_int8.tflite"))
+
+
+AVX2_ONLY = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse sse2 ssse3 avx avx2 fma\n"
+VNNI = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16\n"
+ARM_DOT = "processor\t: 0\nFeatures\t: fp asimd asimddp\n"
+
+
+def test_int8_dot_products_are_read_off_the_cpus_flags():
+    assert int8_dot_products(AVX2_ONLY) is False
+    assert int8_dot_products(VNNI) is True and int8_dot_products(ARM_DOT) is True
+    assert int8_dot_products("model name\t: unknown\n") is None  # no flags line: unknown
+
+
+def test_auto_puts_video_frames_on_the_int8_openvino_model_only_where_the_cpu_lacks_int8_dot_products(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    tflite = tmp_path / "yolov8n_int8.tflite"
+    tflite.write_bytes(b"")
+    with caplog.at_level("WARNING", logger="postwatch.detect"):
+        assert video_weights_for(str(tflite), "auto", AVX2_ONLY) is None  # not made yet: says how
+    assert f"python -m vision.convert {tflite} --int8" in caplog.text
+    folder = tmp_path / "converted" / "yolov8n_int8_ovint8_openvino_model"
+    folder.mkdir(parents=True)
+    assert video_weights_for(str(tflite), "auto", AVX2_ONLY) == str(folder)
+    assert video_weights_for(str(tflite), "auto", VNNI) is None  # LiteRT's int8 kernels are as fast
+    assert video_weights_for(str(tflite), "auto", "") is None  # unknown CPU: as it was
+    assert video_weights_for(str(tflite), "same", AVX2_ONLY) is None
+    assert video_weights_for(str(tmp_path / "yolov8n.pt"), "auto", AVX2_ONLY) is None  # not the int8 export
+    assert video_weights_for(str(tflite), str(folder), VNNI) == str(folder)  # named: whatever the CPU
+    with pytest.raises(WeightsError, match="--video-weights not found"):
+        video_weights_for(str(tflite), str(tmp_path / "nowhere"))
+
+
+def test_a_clips_frames_and_wrist_crops_run_on_the_video_model_and_a_photo_on_its_own(converted):
+    """With video weights, a clip's frames and its wrist crops go to the int8 OpenVINO model and a
+    photo to the TFLite model. On the warehouse close-up the OpenVINO model finds the phone at the
+    worker's ear in his wrist crops on nearly every frame, as the TFLite model does (123 of 129)."""
+    from conftest import media_path
+
+    from vision.pipeline import Pipeline, PipelineOptions
+    from vision.pose import PoseEstimator
+    from vision.sources import open_source
+
+    detector = Detector(str(shared_model()), video_weights=str(converted[2]))
+    assert detector.video is not None and is_int8(detector.video.weights) and detector.video.threads == 1
+    calls = {"still": 0, "video": 0}
+    for name, model in (("still", detector), ("video", detector.video)):
+        detect = model.detect
+
+        def spy(*args, _detect=detect, _name=name, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            calls[_name] += 1
+            return _detect(*args, **kwargs)
+
+        model.detect = spy  # type: ignore[method-assign]
+    pose = PoseEstimator()
+    clip = Pipeline(detector, pose, PipelineOptions(fps=5.0, wrist_every=1))
+    found = []
+    with open_source(str(media_path("2_worker_hivis_hardhat_phone_call_warehouse.mp4")), fps=5) as source:
+        for frame in source:
+            held = [d for person in clip.process(frame).persons for d in person.held]
+            found.append(any(d.label == "cell phone" and d.source == "wrist" for d in held))
+    assert calls["still"] == 0 and calls["video"] > len(found)  # frames and crops
+    assert len(found) == 129 and sum(found) >= 115, sum(found)
+    with open_source(str(bus_path()), camera="photo") as source:
+        photo = Pipeline(detector, pose, PipelineOptions(), track=False).process(next(iter(source)))
+    assert calls["still"] >= 1 and len(photo.persons) == 4

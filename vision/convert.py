@@ -343,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out",
         default=f"models/{CONVERTED_DIR}",
-        help=f"folder for the results (default: models/{CONVERTED_DIR}; used only when named)",
+        help=f"folder for the results (default: models/{CONVERTED_DIR}; used when named, and the int8 model "
+        "for video frames by `--video-weights auto` on a CPU without int8 dot products)",
     )
     parser.add_argument("--no-openvino", action="store_true", help="write only the .pt checkpoint")
     parser.add_argument(

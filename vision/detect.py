@@ -106,6 +106,71 @@ def project_weights(kind: str) -> str | None:
     return None
 
 
+#: CPU flags (Linux's /proc/cpuinfo) of int8 dot-product instructions: AVX-512 VNNI, AVX-VNNI, AMX on
+#: x86, the dot-product extension on Arm. LiteRT's XNNPACK kernels run the int8 TFLite model with them.
+INT8_DOT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"})
+
+
+def int8_dot_products(cpuinfo: str | None = None) -> bool | None:
+    """Whether this CPU has int8 dot-product instructions (`INT8_DOT_FLAGS`); None where unknown.
+
+    Why: without them (an AVX2-only x86 host) LiteRT's int8 kernels are slow, and OpenVINO's int8
+    kernels run the same detector in about 0.6 of the time (a 16:9 frame at 544: 44 against 70 ms
+    on an AVX2-only AMD EPYC); with them LiteRT is as fast or faster (docs/performance.md).
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags.update(value.split())
+    if not flags:
+        return None
+    return bool(flags & INT8_DOT_FLAGS)
+
+
+def int8_openvino_for(weights: str) -> Path:
+    """Where `python -m vision.convert WEIGHTS --int8 --out DIR` puts its int8 OpenVINO model, DIR
+    being the `converted/` folder beside the weights (`make setup` makes it there)."""
+    from vision.convert import int8_folder  # vision.convert imports this module
+
+    return int8_folder(weights, Path(weights).parent / CONVERTED_DIR)
+
+
+def video_weights_for(weights: str, choice: str | None = "auto", cpuinfo: str | None = None) -> str | None:
+    """The weights video frames and their wrist crops run on, where not `weights` themselves.
+
+    `choice`: "same" or None (every picture on `weights`), a path (must exist), or "auto": the int8
+    OpenVINO model made from a TFLite export by `vision.convert --int8` (`int8_openvino_for`), where
+    `weights` are that TFLite export, this CPU has no int8 dot products (`int8_dot_products`) and
+    the model is there. Still images keep the TFLite model: on the labelled photos the OpenVINO
+    model's boxes, a few pixels off, cost a phone and a false alarm (docs/performance.md), and a
+    photo is not throughput-bound.
+    """
+    if choice in (None, "", "same"):
+        return None
+    if choice != "auto":
+        if not Path(choice).exists():
+            raise WeightsError(f"Video detector weights given by --video-weights not found: {choice}")
+        return choice
+    if not str(weights).endswith(".tflite") or int8_dot_products(cpuinfo) is not False:
+        return None
+    folder = int8_openvino_for(weights)
+    if folder.is_dir():
+        return str(folder)
+    log.warning(
+        "this CPU has no int8 dot products: OpenVINO would run video frames in about 0.6 of LiteRT's "
+        "time; `python -m vision.convert %s --int8 --out %s` makes its model (about 30 s, once)",
+        weights,
+        folder.parent,
+    )
+    return None
+
+
 def is_openvino(weights: str) -> bool:
     """An OpenVINO model folder (Ultralytics names them `*_openvino_model`)."""
     return str(weights).rstrip("/").endswith("_openvino_model")
@@ -232,6 +297,10 @@ class Detector:
     frame at 640x384 instead of 640x640, `vision.litert`) and a crop at the input size asked for, as
     PyTorch and dynamic OpenVINO weights do; off, every call is the export's own square (the
     `plain` pipeline's detector).
+
+    `video_weights` ("auto", "same" or None, or a path: `video_weights_for`): a second model,
+    `self.video`, for video frames and their wrist crops, where another runtime is faster on this
+    CPU; still images keep `weights`.
     """
 
     def __init__(
@@ -242,6 +311,7 @@ class Detector:
         threads: int | None = None,
         tflite_any_size: bool = True,
         lean: bool = True,
+        video_weights: str | None = None,
     ) -> None:
         self.weights = resolve_weights(weights)
         self.lean = lean
@@ -267,6 +337,13 @@ class Detector:
             self._any_size_tflite()
         if threads is not None:
             self.set_threads(threads)
+        # Video frames and their wrist crops on other weights (`video_weights_for`); still images
+        # keep these. The pipeline picks it (`Pipeline._detector_for`): `detect` itself never does.
+        self.video: Detector | None = None
+        chosen = video_weights_for(self.weights, video_weights)
+        if chosen:
+            self.video = Detector(chosen, imgsz, conf, threads, tflite_any_size, lean)
+            log.info("video frames detected by %s, still images by %s", chosen, self.weights)
 
     def _any_size_tflite(self) -> None:
         """Run the fixed-size TFLite export at each picture's own aspect, and crops at their own size
@@ -310,6 +387,9 @@ class Detector:
         run on a blank image first, then the runtime is rebuilt with the thread count. Other
         formats are left as they are.
         """
+        video = getattr(self, "video", None)
+        if video is not None:
+            video.set_threads(threads)
         openvino = is_openvino(self.weights)
         if not (str(self.weights).endswith(".tflite") or openvino):
             log.info(

@@ -577,8 +577,9 @@ class Pipeline:
                 # off by its edge is read more surely there: Detector.detect), a video frame at its
                 # own aspect where the detector takes any size.
                 still = self.tracker is None
-                size = o.frame_size(still, bool(getattr(self.detector, "any_size", False)))
-                boxes = self.detector.detect(image, size, self.detect_conf, square=still)
+                detector = self._detector_for(still)
+                size = o.frame_size(still, bool(getattr(detector, "any_size", False)))
+                boxes = detector.detect(image, size, self.detect_conf, square=still)
         persons = _keep(boxes.of("person"), o.person_conf)
         found_people = len(persons)
         objects = _keep(boxes.of(*HAND_OBJECTS, "tie"), o.object_conf)
@@ -597,6 +598,13 @@ class Pipeline:
         # track, yet looked new on every detection.
         self._newcomers = self.tracker.pending > 0 if self.tracker is not None else found_people > len(tracks)
         return tracks, found
+
+    def _detector_for(self, still: bool) -> Detector:
+        """The detector a picture runs on: a video frame and its wrist crops on the detector's video
+        model where it has one (`Detector.video`: another runtime, faster on this CPU), a still
+        image on its own weights. Paired detection (`detect_many`) keeps the own weights."""
+        video = None if still else getattr(self.detector, "video", None)
+        return video if video is not None else self.detector
 
     # -- pose and hands ----------------------------------------------------------------------------
 
@@ -798,7 +806,7 @@ class Pipeline:
             crop = crop_square(image, x0, y0, side)
             # A still image's crops keep the full input, as its frame keeps the square (`_detect`).
             size = o.wrist_size if self.tracker is None else o.wrist_input(side)
-            found = self.detector.detect(crop, imgsz=size, conf=o.object_conf)
+            found = self._detector_for(self.tracker is None).detect(crop, imgsz=size, conf=o.object_conf)
             found = found.of(*HAND_OBJECTS)
             for lbl, conf, b in zip(found.labels, found.confidence, found.xyxy):
                 out.append(Detection(lbl, float(conf), b + np.array([x0, y0, x0, y0], float), "wrist"))
