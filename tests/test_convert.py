@@ -284,3 +284,14 @@ def test_a_clips_frames_and_wrist_crops_run_on_the_video_model_and_a_photo_on_it
     with open_source(str(bus_path()), camera="photo") as source:
         photo = Pipeline(detector, pose, PipelineOptions(), track=False).process(next(iter(source)))
     assert calls["still"] >= 1 and len(photo.persons) == 4
+
+
+def test_openvino_models_are_compiled_unpinned_so_two_inference_threads_use_both_cores(converted):
+    """Pinned (OpenVINO's latency-mode default) every model took the first core: serve's two
+    inference threads then shared it (bench/openvino_pinning.py: about half the calls a second)."""
+    from vision.detect import OpenVINOShapes
+
+    for folder in converted[1:]:
+        model = OpenVINOShapes(next(folder.glob("*.xml")), threads=1).compiled((1, 3, 320, 544))
+        assert model.get_property("ENABLE_CPU_PINNING") is False
+        assert model.get_property("INFERENCE_NUM_THREADS") == 1

@@ -235,8 +235,9 @@ class OpenVINOShapes:
     (openvinotoolkit/openvino#37577): with eight cameras of different aspects and wrist crops
     between them that is a recompile on almost every call. Here each input shape gets its own
     static compiled model, kept (the last `keep` shapes) and compiled with `threads` threads in
-    float32 (int8 layers stay int8). A float model, or any model on a CPU without AMX, keeps one
-    compiled model with its dynamic input.
+    float32 (int8 layers stay int8), unpinned so that each inference thread's model runs on
+    whichever core is free. A float model, or any model on a CPU without AMX, keeps one compiled
+    model with its dynamic input.
     """
 
     def __init__(self, xml: Path, threads: int = 1, keep: int = 12) -> None:
@@ -247,6 +248,10 @@ class OpenVINOShapes:
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": max(1, int(threads)),
             "INFERENCE_PRECISION_HINT": "f32",
+            # In its latency mode OpenVINO pins its threads to cores, and every compiled model
+            # picks the same first core: two inference threads, each with its own model, then ran
+            # on one core (26 against 52 calls a second over two threads, bench/openvino_pinning.py).
+            "ENABLE_CPU_PINNING": False,
         }
         self.model = self.core.read_model(str(xml))  # read once; each shape compiles a clone
         quantized = any(op.get_type_name() == "FakeQuantize" for op in self.model.get_ops())
