@@ -88,9 +88,10 @@ def test_the_int8_openvino_model_finds_the_same_people_at_each_inputs_own_size(c
             assert min(np.abs(ref - box).max() for box in found) < 12 * 640 / size, size
     # Each input keeps its own size (Ultralytics would letterbox an int8 model to 640x640 on AMX CPUs).
     shapes = []
-    backend = detector.model.predictor.model.backend
-    forward = backend.forward
-    backend.forward = lambda im: shapes.append(tuple(im.shape)) or forward(im)
+    compiled = detector._openvino  # called directly by the lean call (Detector._detect_openvino)
+    assert compiled is not None
+    forward = compiled.forward
+    compiled.forward = lambda im: shapes.append(tuple(im.shape)) or forward(im)  # type: ignore[method-assign]
     detector.detect(image[400:720, 0:320], imgsz=320)
     detector.detect(cv2.resize(image, (640, 360)), imgsz=640)
     assert shapes == [(1, 3, 320, 320), (1, 3, 384, 640)]
@@ -295,3 +296,32 @@ def test_openvino_models_are_compiled_unpinned_so_two_inference_threads_use_both
         model = OpenVINOShapes(next(folder.glob("*.xml")), threads=1).compiled((1, 3, 320, 544))
         assert model.get_property("ENABLE_CPU_PINNING") is False
         assert model.get_property("INFERENCE_NUM_THREADS") == 1
+
+
+def test_the_lean_openvino_call_gives_ultralytics_boxes_bit_for_bit(converted):
+    """`Detector._detect_openvino` (letterbox, input, best-class filter, class-aware NMS, scaling
+    back, without Ultralytics' predictor) against Ultralytics' own predict on the same compiled
+    models, float and int8: frames of two real clips at 544 and in the 640 square, person crops
+    of odd shapes at 320 with the wrist crops' threshold, bus.jpg, and a grey picture."""
+    from test_detect_tiles import frame_at
+
+    for folder in converted[1:]:
+        own = Detector(str(folder))
+        assert own._openvino is not None and own.any_size and own.lean
+        calls = [(bus(), {}), (bus(), {"square": True}), (np.full((360, 640, 3), 114, np.uint8), {})]
+        for name in ("DE_intel_worker-zone-detection.mp4", "2_worker_hivis_hardhat_phone_call_warehouse.mp4"):
+            image = frame_at(name, 12)
+            calls += [(image, {"imgsz": 544}), (image, {"square": True})]
+            for x1, y1, x2, y2 in own.detect(image).of("person").xyxy.astype(int):
+                calls.append((image[max(0, y1) : y2, max(0, x1) : x2 + 7], {"imgsz": 320, "conf": 0.1}))
+        assert len(calls) >= 9
+        found = 0
+        for image, kw in calls:
+            lean = own.detect(image, **kw)
+            size = kw.get("imgsz", own.imgsz)
+            full = own._predict(image, size, kw.get("conf", own.conf), kw.get("square", False))
+            assert lean.labels == full.labels, (folder.name, image.shape, kw)
+            assert np.array_equal(lean.xyxy, full.xyxy), (folder.name, image.shape, kw)
+            assert np.array_equal(lean.confidence, full.confidence)
+            found += len(lean)
+        assert found >= 10
