@@ -44,6 +44,21 @@ def bus() -> np.ndarray:
     return cv2.imread(str(bus_path()))
 
 
+def same_as_predictor(own: Detector, calls: list[tuple[np.ndarray, dict]]) -> int:
+    """Assert that each call's lean boxes, scores and labels are Ultralytics' predictor's to the
+    last bit (`Detector.detect` against `Detector._predict`); how many boxes were compared."""
+    found = 0
+    for image, kw in calls:
+        lean = own.detect(image, **kw)
+        size = kw.get("imgsz", own.imgsz)
+        full = own._predict(image, size, kw.get("conf", own.conf), kw.get("square", False))
+        assert lean.labels == full.labels, (own.weights, image.shape, kw)
+        assert np.array_equal(lean.xyxy, full.xyxy), (own.weights, image.shape, kw)
+        assert np.array_equal(lean.confidence, full.confidence), (own.weights, image.shape, kw)
+        found += len(lean)
+    return found
+
+
 def people(boxes, conf: float = 0.0) -> list[np.ndarray]:  # noqa: ANN001 - vision.detect.Boxes
     kept = zip(boxes.xyxy, boxes.labels, boxes.confidence)
     return [b for b, label, c in kept if label == "person" and c >= conf]
@@ -315,13 +330,4 @@ def test_the_lean_openvino_call_gives_ultralytics_boxes_bit_for_bit(converted):
             for x1, y1, x2, y2 in own.detect(image).of("person").xyxy.astype(int):
                 calls.append((image[max(0, y1) : y2, max(0, x1) : x2 + 7], {"imgsz": 320, "conf": 0.1}))
         assert len(calls) >= 9
-        found = 0
-        for image, kw in calls:
-            lean = own.detect(image, **kw)
-            size = kw.get("imgsz", own.imgsz)
-            full = own._predict(image, size, kw.get("conf", own.conf), kw.get("square", False))
-            assert lean.labels == full.labels, (folder.name, image.shape, kw)
-            assert np.array_equal(lean.xyxy, full.xyxy), (folder.name, image.shape, kw)
-            assert np.array_equal(lean.confidence, full.confidence)
-            found += len(lean)
-        assert found >= 10
+        assert same_as_predictor(own, calls) >= 10

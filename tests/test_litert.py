@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import weights
-from test_convert import bus, people
+from test_convert import bus, people, same_as_predictor
 from test_detect_tiles import frame_at, iou
 
 pytestmark = pytest.mark.model
@@ -189,12 +189,4 @@ def test_the_lean_call_gives_ultralytics_boxes_bit_for_bit():
             for x1, y1, x2, y2 in own.detect(image).of("person").xyxy.astype(int):
                 calls.append((image[max(0, y1) : y2, max(0, x1) : x2 + 7], {"imgsz": 320, "conf": 0.1}))
     assert len(calls) >= 25
-    found = 0
-    for image, kw in calls:
-        lean = own.detect(image, **kw)
-        size = kw.get("imgsz", own.imgsz)
-        full = own._predict(image, size, kw.get("conf", own.conf), kw.get("square", False))
-        assert lean.labels == full.labels, (image.shape, kw)
-        assert np.array_equal(lean.xyxy, full.xyxy) and np.array_equal(lean.confidence, full.confidence)
-        found += len(lean)
-    assert found > 40
+    assert same_as_predictor(own, calls) > 40
