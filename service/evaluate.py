@@ -849,6 +849,8 @@ def evaluate(
         resolved = resolve_weights(weights)
         chosen = video_weights_for(resolved, video_weights)
         detector = {"still": resolved, "video": chosen or resolved}
+        # The choice made once: the models load what the report names, and "auto" warns once.
+        weights, video_weights = resolved, chosen
     factory = pipeline_factory or default_pipeline_factory(weights, video_weights)
     say = progress or (lambda _msg: None)
     started = time.perf_counter()

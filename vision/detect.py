@@ -327,6 +327,9 @@ class Detector:
         self.threads: int | None = None
         self._shapes: Any = None  # vision.litert.LiteRTShapes, where a TFLite export runs at any size
         self._openvino: OpenVINOShapes | None = None  # an OpenVINO model's own compiled models
+        # Video frames and their wrist crops on other weights (`video_weights_for`, loaded below);
+        # still images keep these. The pipeline picks it (`Pipeline._detector_for`), never `detect`.
+        self.video: Detector | None = None
         names = getattr(self.model, "names", None) or {}
         # Exports without metadata name their classes "class0".."class999": use COCO then.
         if not names or str(names.get(0, "")).startswith("class") or len(names) != len(COCO_NAMES):
@@ -343,9 +346,6 @@ class Detector:
             self._any_size_tflite()
         if threads is not None:
             self.set_threads(threads)
-        # Video frames and their wrist crops on other weights (`video_weights_for`); still images
-        # keep these. The pipeline picks it (`Pipeline._detector_for`): `detect` itself never does.
-        self.video: Detector | None = None
         chosen = video_weights_for(self.weights, video_weights)
         if chosen:
             self.video = Detector(chosen, imgsz, conf, threads, tflite_any_size, lean)
@@ -393,9 +393,8 @@ class Detector:
         run on a blank image first, then the runtime is rebuilt with the thread count. Other
         formats are left as they are.
         """
-        video = getattr(self, "video", None)
-        if video is not None:
-            video.set_threads(threads)
+        if self.video is not None:
+            self.video.set_threads(threads)
         openvino = is_openvino(self.weights)
         if not (str(self.weights).endswith(".tflite") or openvino):
             log.info(
@@ -496,23 +495,22 @@ class Detector:
     def _detect_openvino(
         self, image: np.ndarray, size: int, conf: float, square: bool
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """A dynamic OpenVINO model called as `LiteRTShapes.detect` calls LiteRT: the predictor's
-        letterbox, input, best-class filter, class-aware NMS and scaling back, without its
-        per-call plumbing (a 16:9 frame at 544 on an AVX2-only EPYC: 37.7 against 39.1 ms, less
-        Python under the GIL the other inference thread wants). Its boxes are in input pixels."""
-        from vision.litert import STRIDES, best_class_nms, letterbox, scale_back
+        """A dynamic OpenVINO model called as `LiteRTShapes.detect` calls LiteRT
+        (`vision.litert.lean_detect`), without the predictor's per-call plumbing (a 16:9 frame at
+        544 on an AVX2-only EPYC: 37.7 against 39.1 ms, less Python under the GIL the other
+        inference thread wants). Its boxes are in input pixels."""
+        from vision.litert import lean_detect
 
-        assert self._openvino is not None
-        size = max(-(-int(size) // STRIDES[-1]) * STRIDES[-1], STRIDES[-1])  # as check_imgsz rounds
-        picture = letterbox(image, size, square)
-        height, width = picture.shape[:2]
-        # C-contiguous (NCHW): OpenVINO copies a strided input element by element (about 5 ms here).
-        x = np.ascontiguousarray(cv2.cvtColor(picture, cv2.COLOR_BGR2RGB).transpose(2, 0, 1))[None]
-        x = x.astype(np.float32)
-        x /= np.float32(255)
-        out = self._openvino.forward(x)[0][0]  # (4 + classes, N)
-        xyxy, scores, ids = best_class_nms(out, 1, 1, conf, self._wanted_ids)
-        return scale_back(xyxy, (height, width), image.shape[:2]), scores, ids
+        compiled = self._openvino
+        assert compiled is not None
+
+        def run(rgb: np.ndarray) -> np.ndarray:
+            # C-contiguous NCHW: OpenVINO copies a strided input element by element (about 5 ms here).
+            x = np.ascontiguousarray(rgb.transpose(2, 0, 1))[None].astype(np.float32)
+            x /= np.float32(255)
+            return compiled.forward(x)[0][0]
+
+        return lean_detect(image, size, conf, self._wanted_ids, square, run, normalised=False)
 
     def _predict(self, image: np.ndarray, size: int, conf: float, square: bool = False) -> Boxes:
         """Ultralytics' own predict call: every format but the resized TFLite export, and the check
